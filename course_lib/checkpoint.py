@@ -1,0 +1,106 @@
+"""Checkpoints that never lose a learner's work: atomic save, safe load, exact resume.
+
+    save_checkpoint(path, kind="simclr", model=..., optimizer=..., epoch=3, rng=rng_state(gen))
+    state = load_checkpoint(path, kind="simclr")        # weights_only=True, checked, readable errors
+
+A save writes to a temporary file in the same folder, flushes it to disk and renames it over the
+old one (`os.replace` is atomic), so a run killed mid-save leaves the previous checkpoint intact.
+Loading uses `torch.load(weights_only=True)`: a checkpoint can hold tensors, numbers, strings and
+containers of them, never arbitrary pickled objects, so opening a file from elsewhere is safe.
+Every training loop in the kit (SimCLR, MAML) uses these functions; none writes its own.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "course_lib.checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be used; the message says why and what to do."""
+
+
+def save_checkpoint(path: str | os.PathLike, kind: str, **state: Any) -> Path:
+    """Atomically write `state` (state_dicts, numbers, RNG states...) tagged with `kind` to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "kind": kind, **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by `save_checkpoint` for the same `kind`, safely (weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; start a fresh run (or check the path).")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for damaged or unsafe files
+        raise CheckpointError(
+            f"{path} is not a readable course_lib checkpoint ({type(exc).__name__}: {str(exc)[:200]}). "
+            "It may be truncated, corrupt or from another program; delete it (or move it away) to start fresh."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} was not written by course_lib (expected format {FORMAT!r}); "
+            "it cannot be resumed here. Delete it or choose another checkpoint path."
+        )
+    if payload.get("kind") != kind:
+        raise CheckpointError(
+            f"{path} holds a {payload.get('kind')!r} checkpoint, but a {kind!r} run tried to resume from it; "
+            "use a separate checkpoint path for each kind of run."
+        )
+    return payload
+
+
+def _numpy_state() -> tuple:
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    return torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+
+
+def rng_state(*generators: torch.Generator) -> dict:
+    """Every random state a run depends on: Python, NumPy, torch (CPU, CUDA) and the given generators."""
+    return {
+        "python": random.getstate(),  # a tuple of ints: loads under weights_only
+        "numpy": _numpy_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": [g.get_state() for g in generators],
+    }
+
+
+def set_rng_state(state: dict, *generators: torch.Generator) -> None:
+    """Restore what `rng_state` captured, into the global RNGs and the given generators (same order)."""
+    random.setstate(state["python"])
+    keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if len(generators) != len(state["generators"]):
+        raise CheckpointError(
+            f"the checkpoint saved {len(state['generators'])} generator state(s) but {len(generators)} were given to restore."
+        )
+    for g, s in zip(generators, state["generators"]):
+        g.set_state(s)
+
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
