@@ -52,6 +52,9 @@ class Exercise:
     atol: float = 1e-5
     solution: Callable | str | None = None  # shown by solution(name); defaults to the reference
     compare: Callable[[Any, Any], str | None] | None = None  # custom comparison: message or None
+    # Explains a failure that no single case can see (state kept across calls, a sign flip): called
+    # with the learner's function and a generator after a case fails; returns a sentence or None.
+    diagnose: Callable[[Callable, torch.Generator], str | None] | None = None
 
 
 @dataclass
@@ -151,6 +154,17 @@ def _gradients(fn: Callable, args: tuple, weights_seed: int) -> tuple[Any, list]
     return out, list(grads)
 
 
+def _diagnosis(exercise: Exercise, learner_fn: Callable, seed: int) -> str:
+    """' ' + the exercise's explanation of a failure, or '' (a diagnosis never raises)."""
+    if exercise.diagnose is None:
+        return ""
+    try:
+        text = exercise.diagnose(learner_fn, torch.Generator().manual_seed(seed))
+    except Exception:  # noqa: BLE001 - the case's own message already describes the error
+        return ""
+    return f" {text}" if text else ""
+
+
 def run(exercise: Exercise, learner_fn: Callable, seed: int | None = None) -> Result:
     """Run every case of `exercise` on `learner_fn`; stop at the first failure."""
     if not callable(learner_fn):
@@ -181,7 +195,8 @@ def run(exercise: Exercise, learner_fn: Callable, seed: int | None = None) -> Re
         except NotImplementedError as exc:
             return Result(exercise.name, False, f"Not implemented yet: {exc}", done)
         except Exception as exc:  # noqa: BLE001
-            return Result(exercise.name, False, f"{prefix}: your function raised {_describe_exception(exc)}.", done)
+            return Result(exercise.name, False, f"{prefix}: your function raised {_describe_exception(exc)}."
+                          f"{_diagnosis(exercise, learner_fn, seed)}", done)
         compare = exercise.compare or (lambda g, w: compare_outputs(g, w, exercise.rtol, exercise.atol))
         problem = compare(got, want)
         if problem is None and case.grad:
@@ -197,7 +212,7 @@ def run(exercise: Exercise, learner_fn: Callable, seed: int | None = None) -> Re
                     problem = f"the values match but the gradient w.r.t. input {k} does not: {problem}"
                     break
         if problem is not None:
-            return Result(exercise.name, False, f"{prefix}: {problem}", done)
+            return Result(exercise.name, False, f"{prefix}: {problem}{_diagnosis(exercise, learner_fn, seed)}", done)
         done.append(case.name)
     return Result(exercise.name, True, f"{len(done)} cases passed: {', '.join(done)}.", done)
 
@@ -213,8 +228,11 @@ def _install_ipython_handler() -> None:
         return
 
     def handler(shell, etype, value, tb, tb_offset=None):
-        print(f"✗ {value}")
-        return [f"CheckFailed: {value}"]
+        # IPython skips its own error message for custom exceptions; send one, without the traceback
+        # wall, so that the front end (and nbval, which watches for it) sees the cell fail.
+        stb = [f"\x1b[0;31mCheckFailed\x1b[0m: {value}"]
+        shell._showtraceback(etype, value, stb)
+        return stb
 
     shell.set_custom_exc((CheckFailed,), handler)
     shell._course_check_handler = True
