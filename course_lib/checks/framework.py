@@ -95,7 +95,9 @@ def _flatten(out: Any) -> list:
 
 def compare_outputs(got: Any, want: Any, rtol: float, atol: float) -> str | None:
     """None if `got` matches `want`, else a sentence saying how it differs."""
-    got_items, want_items = _flatten(got), _flatten(want)
+    # A single expected value is compared as one item, so a learner's list gets "returned a list".
+    want_items = _flatten(want)
+    got_items = _flatten(got) if isinstance(want, (tuple, list)) else [got]
     if len(got_items) != len(want_items):
         return f"returned {len(got_items)} value(s), expected {len(want_items)}."
     for k, (g, w) in enumerate(zip(got_items, want_items)):
@@ -146,7 +148,8 @@ def _gradients(fn: Callable, args: tuple, weights_seed: int) -> tuple[Any, list]
     out = fn(*args)
     leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
     tensors = [o for o in _flatten(out) if isinstance(o, torch.Tensor) and o.is_floating_point()]
-    if not any(t.requires_grad for t in tensors):
+    # No input to differentiate (e.g. the output depends only on a model's own parameters): nothing to compare.
+    if not leaves or not any(t.requires_grad for t in tensors):
         return out, [None] * len(leaves)
     gen = torch.Generator().manual_seed(weights_seed)
     total = sum((t.float() * torch.randn(t.shape, generator=gen).to(t.device)).sum() for t in tensors if t.requires_grad)
@@ -246,7 +249,9 @@ def check(name: str, learner_fn: Callable, seed: int | None = None) -> Result:
         print(f"✓ {name}: {result.message}")
         return result
     _install_ipython_handler()
-    raise CheckFailed(f"{name}: {result.message} Stuck? hint('{name}') gives a hint.")
+    # A stub's own message already points to the hint; say it once.
+    tip = "" if f"hint('{name}')" in result.message else f" Stuck? hint('{name}') gives a hint."
+    raise CheckFailed(f"{name}: {result.message}{tip}")
 
 
 def hint(name: str) -> str:

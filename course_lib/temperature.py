@@ -1,0 +1,116 @@
+"""What the temperature does to a contrastive loss: the softmax over candidates and the weight on hard negatives.
+
+For one anchor with positive similarity s_p and negative similarities s_1..s_K (cosines in [-1, 1]),
+the loss is  -log softmax(s / t)[positive], and its gradient w.r.t. a negative's similarity is
+
+    dL/ds_k = p_k / t,        p = softmax([s_p, s_1, ..., s_K] / t)
+
+so each negative is pushed away with a weight proportional to p_k: a small t concentrates almost all
+the weight on the few negatives most similar to the anchor (the hard negatives), a large t spreads it
+evenly (Wang & Liu, 2021). `temperature_stats` computes these numbers; `temperature_explorer` draws
+them for a few temperatures (a static figure that reads without a live kernel) and adds a slider.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from course_lib.losses import validate_temperature
+
+
+@dataclass(frozen=True)
+class TemperatureStats:
+    probs: torch.Tensor          # (K + 1,) softmax over [positive, negatives]; sums to 1
+    neg_weights: torch.Tensor    # (K,) dL/ds_k = p_k / t, the push on each negative
+    loss: float                  # -log probs[0], nats
+    hard_share: float            # fraction of the total push that lands on the hardest 10% of negatives
+    effective_negatives: float   # 1 / sum q_k^2 with q the push normalised to sum 1: K when even, 1 when one negative gets it all
+
+
+def example_similarities(n_negatives: int = 64, positive: float = 0.7, seed: int = 0) -> tuple[float, torch.Tensor]:
+    """A typical anchor: one positive and `n_negatives` negatives, a few of them hard (similar to the anchor).
+
+    Returns (positive similarity, (K,) float32 negative similarities sorted in decreasing order).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    easy = torch.empty(n_negatives - n_negatives // 8).uniform_(-0.4, 0.4, generator=gen)
+    hard = torch.empty(n_negatives // 8).uniform_(0.45, 0.65, generator=gen)
+    return positive, torch.cat([hard, easy]).sort(descending=True).values
+
+
+def temperature_stats(positive: float, negatives: torch.Tensor, temperature: float) -> TemperatureStats:
+    """Softmax over the candidates and the push on each negative, for one anchor. negatives: (K,) float."""
+    temperature = validate_temperature(temperature)
+    if negatives.dim() != 1 or len(negatives) == 0:
+        raise ValueError(f"negatives must be a 1-D tensor of K >= 1 similarities, got shape {tuple(negatives.shape)}.")
+    sims = torch.cat([negatives.new_tensor([positive]), negatives]).double()  # (K + 1,)
+    probs = torch.softmax(sims / temperature, dim=0)                            # stable: softmax subtracts the max
+    neg_weights = probs[1:] / temperature                                        # (K,)
+    q = neg_weights / neg_weights.sum()
+    n_hard = max(1, math.ceil(0.1 * len(negatives)))
+    return TemperatureStats(
+        probs=probs.float(),
+        neg_weights=neg_weights.float(),
+        loss=float(-torch.log_softmax(sims / temperature, dim=0)[0]),
+        hard_share=float(q.sort(descending=True).values[:n_hard].sum()),
+        effective_negatives=float(1.0 / (q * q).sum()),
+    )
+
+
+def plot_temperature(axes, positive: float, negatives: torch.Tensor, temperature: float) -> TemperatureStats:
+    """Draw, on two matplotlib axes, the softmax over candidates and the relative push on each negative."""
+    stats = temperature_stats(positive, negatives, temperature)
+    k = len(negatives)
+    left, right = axes
+    left.bar(range(1, k + 1), stats.probs[1:].numpy(), color="tab:gray", label="negatives")
+    left.bar([0], stats.probs[:1].numpy(), color="tab:green", label=f"positive (s={positive:.2f})")
+    left.set(title=f"t = {temperature:g}: softmax over candidates, loss {stats.loss:.2f} nats",
+             xlabel="candidate (negatives sorted, hardest first)", ylabel="probability")
+    left.legend(fontsize=8)
+    rel = (stats.neg_weights / stats.neg_weights.mean()).numpy()
+    right.scatter(negatives.numpy(), rel, s=12, color="tab:red")
+    right.axhline(1.0, color="k", lw=0.5)
+    right.set(yscale="log", xlabel="similarity of the negative to the anchor", ylabel="push / mean push",
+              title=f"hardest 10% get {stats.hard_share:.0%} of the push; effective negatives {stats.effective_negatives:.1f} of {k}")
+    return stats
+
+
+def temperature_explorer(positive: float | None = None, negatives: torch.Tensor | None = None,
+                         temperatures: tuple[float, ...] = (0.05, 0.2, 1.0)):
+    """A static figure for `temperatures`, then (with ipywidgets) a slider over t. Returns the stats drawn.
+
+    The static figure is drawn first, so the notebook shows the lesson even without a live kernel
+    (nbval, a rendered page); the slider redraws the same two panels for any t in [0.01, 2].
+    """
+    import matplotlib.pyplot as plt  # lazy: the library imports without a display
+
+    if negatives is None:
+        positive, negatives = example_similarities()
+    positive = 0.7 if positive is None else positive
+    fig, axes = plt.subplots(len(temperatures), 2, figsize=(12, 3.2 * len(temperatures)), squeeze=False)
+    stats = [plot_temperature(row, positive, negatives, t) for row, t in zip(axes, temperatures)]
+    fig.tight_layout()
+    plt.show()
+    try:
+        import ipywidgets as widgets
+        from IPython.display import display
+    except ImportError:
+        print("ipywidgets is not installed: the slider is skipped (the figure above shows three temperatures).")
+        return stats
+
+    def redraw(temperature):
+        fig, row = plt.subplots(1, 2, figsize=(12, 3.4))
+        plot_temperature(row, positive, negatives, temperature)
+        fig.tight_layout()
+        plt.show()
+
+    slider = widgets.FloatLogSlider(value=0.2, base=10, min=-2, max=math.log10(2), step=0.05,
+                                    description="temperature", continuous_update=False)
+    display(slider, widgets.interactive_output(redraw, {"temperature": slider}))
+    return stats
+
+
+__all__ = ["TemperatureStats", "example_similarities", "temperature_stats", "plot_temperature", "temperature_explorer"]
