@@ -1,0 +1,117 @@
+"""Omniglot for few-shot learning: 1623 handwritten characters x 20 drawers, 28x28, ink = 1.0.
+
+    train = load_omniglot("train")   # (1200, 20, 1, 28, 28) float32 in [0, 1]
+    test = load_omniglot("test")     # (423, 20, 1, 28, 28)
+
+The split is the one MAML uses (Finn et al. 2017, after Santoro et al. 2016): 1200 characters for
+meta-training and the remaining 423 for meta-testing. It is deterministic and needs no seed: all
+1623 characters in the order background (964) then evaluation (659), each sorted by alphabet folder
+then character folder; the first 1200 are "train" (all 964 background characters and the first 236
+evaluation characters), the last 423 are "test". (cbfinn/maml shuffles with Python's
+`random.seed(1)` instead; the two are the same kind of split, not the same characters.) Training
+classes are augmented with rotations by multiples of 90 degrees when sampling episodes
+(`sample_episodes(..., rotate=True)`), not here.
+
+Source: `<root>/omniglot-py/images_background/<Alphabet>/<characterNN>/<id>_<drawer>.png` and
+`images_evaluation/...` (the official PNG tree), or the official zips if `download=True`. The
+105x105 drawings are turned to ink = 1.0 and resized once to 28x28 with an antialiased bilinear
+filter; the result is cached in `<root>/cache/omniglot-28.pt`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from course_lib import runtime
+from course_lib.data import cache
+from course_lib.data.download import Archive, DataNotFoundError, DownloadError, fetch_and_extract, provide_help
+
+FOLDER = "omniglot-py"
+BACKGROUND, EVALUATION = "images_background", "images_evaluation"
+_PREFIX = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python"
+ARCHIVES = {
+    BACKGROUND: Archive(f"{_PREFIX}/images_background.zip", "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"),
+    EVALUATION: Archive(f"{_PREFIX}/images_evaluation.zip", "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),
+}
+N_TRAIN = 1200  # meta-training characters in the MAML split; the rest are meta-test
+SIZE = 28  # pixels: the resolution MAML and ProtoNet use
+
+
+def _characters(folder: Path) -> list[Path]:
+    """Character folders of one half, sorted by (alphabet, character)."""
+    return [c for a in sorted(p for p in folder.iterdir() if p.is_dir())
+            for c in sorted(p for p in a.iterdir() if p.is_dir())]
+
+
+def _ensure_tree(root: Path, download: bool, timeout: float) -> Path:
+    base = root / FOLDER
+    missing = [half for half in (BACKGROUND, EVALUATION) if not (base / half).is_dir()]
+    if not missing:
+        return base
+    where = f"Omniglot not found: looked for {', '.join(missing)} in {base}."
+    if not download:
+        raise DataNotFoundError(f"{where} Downloads are off (download=False). {provide_help(root)}")
+    try:
+        for half in missing:
+            fetch_and_extract(ARCHIVES[half], base, timeout=timeout)
+    except DownloadError as exc:
+        raise DataNotFoundError(f"{where} The download failed too ({exc}). {provide_help(root)}") from exc
+    return base
+
+
+def _decode(chars: list[Path]) -> torch.Tensor:
+    """(len(chars), 20, 1, 28, 28) float32 ink images from the PNG folders."""
+    from PIL import Image  # Pillow is a dependency; imported here to keep `import course_lib` light
+
+    out = torch.empty(len(chars), 20, 1, SIZE, SIZE)
+    for start in range(0, len(chars), 64):  # chunks keep the 105x105 float images at ~56 MB
+        block = chars[start:start + 64]
+        raw = np.empty((len(block), 20, 105, 105), dtype=np.float32)
+        for c, folder in enumerate(block):
+            files = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
+            if len(files) != 20:
+                raise ValueError(f"{folder} holds {len(files)} drawings, expected 20; the Omniglot tree is damaged.")
+            for d, name in enumerate(files):
+                with Image.open(folder / name) as img:
+                    raw[c, d] = np.asarray(img.convert("L"), dtype=np.float32)
+        ink = 1.0 - torch.from_numpy(raw).div_(255.0)  # paper is white (1) in the PNGs; we want ink = 1
+        small = F.interpolate(ink.view(-1, 1, 105, 105), size=(SIZE, SIZE), mode="bilinear", antialias=True)
+        out[start:start + len(block)] = small.clamp_(0.0, 1.0).view(len(block), 20, 1, SIZE, SIZE)
+    return out
+
+
+def load_omniglot(split: str = "train", root: str | Path | None = None, download: bool = True,
+                  timeout: float = 60.0, with_names: bool = False):
+    """The MAML split of Omniglot: "train" (1200 characters) or "test" (423), as a CPU tensor.
+
+    Returns images (C, 20, 1, 28, 28) float32 in [0, 1] with ink = 1.0 (C = 1200 or 423); with
+    `with_names=True`, also the list of "<half>/<Alphabet>/<characterNN>" names, in the same order.
+    root: the data folder (default: COURSE_DATA_DIR). download: fetch the official zips if missing.
+    Raises DataNotFoundError (naming the folder searched and how to provide the data) if absent.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    root = Path(root).expanduser() if root is not None else runtime.data_dir()
+    cached = cache.load(root, "omniglot-28", None)
+    base = root / FOLDER
+    if cached is None or any((base / h).is_dir() for h in (BACKGROUND, EVALUATION)):
+        base = _ensure_tree(root, download, timeout)
+        chars = _characters(base / BACKGROUND) + _characters(base / EVALUATION)
+        names = ["/".join(c.parts[-3:]) for c in chars]
+        if cached is None or cached.get("names") != names:
+            if len(chars) <= N_TRAIN:
+                raise ValueError(f"{base} holds {len(chars)} characters; the MAML split needs more than {N_TRAIN} "
+                                 "(the official release has 1623). Re-provide the data.")
+            cached = {"key": None, "names": names, "images": _decode(chars)}
+            cache.save(root, "omniglot-28", cached)
+    part = slice(0, N_TRAIN) if split == "train" else slice(N_TRAIN, None)
+    images = cached["images"][part]
+    return (images, cached["names"][part]) if with_names else images
+
+
+__all__ = ["load_omniglot", "N_TRAIN"]
