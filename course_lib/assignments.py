@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -81,7 +83,7 @@ def strip_solution(text: str, exercise: str, markdown: bool = False) -> str:
 
 def student_notebook(nb: dict, name: str = "notebook") -> dict:
     """A student version of notebook `nb` (a parsed .ipynb): solutions stubbed, outputs cleared."""
-    nb = copy.deepcopy(nb)
+    nb = clear_outputs(nb)
     for index, cell in enumerate(nb["cells"]):
         text, meta = _source(cell), _nbgrader(cell)
         where = f"{name}, cell {index}"
@@ -94,14 +96,12 @@ def student_notebook(nb: dict, name: str = "notebook") -> dict:
                 raise AssignmentError(f"{where} is a solution cell without an nbgrader grade_id (the exercise name).")
             if not has_markers:
                 raise AssignmentError(f"{where} (exercise {exercise!r}) is a solution cell without {BEGIN!r} markers.")
-            text = strip_solution(text, exercise, markdown=cell["cell_type"] == "markdown")
-            cell["source"] = text
-        if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
+            cell["source"] = strip_solution(text, exercise, markdown=cell["cell_type"] == "markdown")
     return nb
 
 
 def clear_outputs(nb: dict) -> dict:
+    """A copy of `nb` without outputs, execution counts or execution timings."""
     nb = copy.deepcopy(nb)
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
@@ -112,6 +112,24 @@ def clear_outputs(nb: dict) -> dict:
 
 def read(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically: a run killed mid-write leaves the old file, never half of one
+    (this also rewrites the instructor notebooks, which hold the only copy of the solutions)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)  # mkstemp creates 0600; keep the file's own mode
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def dumps(nb: dict) -> str:
@@ -125,7 +143,7 @@ def build(source: Path = SOURCE, dest: Path = DEST) -> list[Path]:
     written = []
     for path in sorted(Path(source).glob("*.ipynb")):
         target = dest / path.name
-        target.write_text(dumps(student_notebook(read(path), path.name)), encoding="utf-8")
+        write(target, dumps(student_notebook(read(path), path.name)))
         written.append(target)
     for stale in set(dest.glob("*.ipynb")) - set(written):
         stale.unlink()
@@ -146,7 +164,7 @@ def strip_outputs(source: Path = SOURCE) -> list[Path]:
         before = path.read_text(encoding="utf-8")
         after = dumps(clear_outputs(json.loads(before)))
         if after != before:
-            path.write_text(after, encoding="utf-8")
+            write(path, after)
             changed.append(path)
     return changed
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 FORMAT = "course_lib.checkpoint/1"
+RESERVED = ("format", "kind")  # keys of the payload that save_checkpoint writes itself
 
 
 class CheckpointError(RuntimeError):
@@ -29,7 +30,12 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: str | os.PathLike, kind: str, **state: Any) -> Path:
-    """Atomically write `state` (state_dicts, numbers, RNG states...) tagged with `kind` to `path`."""
+    """Atomically write `state` (state_dicts, numbers, RNG states...) tagged with `kind` to `path`.
+
+    Returns the path. Either the whole new checkpoint is at `path` afterwards, or the old one is.
+    """
+    if "format" in state:  # `kind` cannot collide: Python itself refuses a second `kind=`
+        raise ValueError("'format' is reserved for the checkpoint's own format tag; save that value under another name.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "kind": kind, **state}
@@ -43,7 +49,22 @@ def save_checkpoint(path: str | os.PathLike, kind: str, **state: Any) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX: the new directory entry reaches the disk); best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder; its rename is durable enough for a course
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str, map_location: str | torch.device = "cpu") -> dict:
@@ -88,19 +109,24 @@ def rng_state(*generators: torch.Generator) -> dict:
 
 
 def set_rng_state(state: dict, *generators: torch.Generator) -> None:
-    """Restore what `rng_state` captured, into the global RNGs and the given generators (same order)."""
-    random.setstate(state["python"])
-    keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if torch.cuda.is_available() and state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
+    """Restore what `rng_state` captured, into the global RNGs and the given generators (same order).
+
+    Works whatever `map_location` the checkpoint was loaded with: RNG states are CPU byte tensors,
+    so any that were mapped to a GPU are brought back first. Nothing is changed if the number of
+    generators does not match.
+    """
     if len(generators) != len(state["generators"]):
         raise CheckpointError(
             f"the checkpoint saved {len(state['generators'])} generator state(s) but {len(generators)} were given to restore."
         )
+    random.setstate(state["python"])
+    keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"].cpu())
+    if torch.cuda.is_available() and state["cuda"]:
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     for g, s in zip(generators, state["generators"]):
-        g.set_state(s)
+        g.set_state(s.cpu())
 
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]

@@ -62,7 +62,7 @@ def seed_all(seed: int) -> torch.Generator:
     Library functions that draw random numbers take a `generator` argument; pass this one (or one
     of your own) to make a run reproducible without relying on global state.
     """
-    if not isinstance(seed, int) or seed < 0:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -42,7 +42,11 @@ def example_similarities(n_negatives: int = 64, positive: float = 0.7, seed: int
 
 
 def temperature_stats(positive: float, negatives: torch.Tensor, temperature: float) -> TemperatureStats:
-    """Softmax over the candidates and the push on each negative, for one anchor. negatives: (K,) float."""
+    """Softmax over the candidates and the push on each negative, for one anchor.
+
+    positive: the positive's similarity; negatives: (K,) float similarities, K >= 1. Computed in
+    float64 on negatives' device; the tensors in the result are float32.
+    """
     temperature = validate_temperature(temperature)
     if negatives.dim() != 1 or len(negatives) == 0:
         raise ValueError(f"negatives must be a 1-D tensor of K >= 1 similarities, got shape {tuple(negatives.shape)}.")
@@ -62,6 +66,7 @@ def temperature_stats(positive: float, negatives: torch.Tensor, temperature: flo
 
 def plot_temperature(axes, positive: float, negatives: torch.Tensor, temperature: float) -> TemperatureStats:
     """Draw, on two matplotlib axes, the softmax over candidates and the relative push on each negative."""
+    negatives = negatives.detach().cpu()  # matplotlib reads NumPy arrays, which live on the host
     stats = temperature_stats(positive, negatives, temperature)
     k = len(negatives)
     left, right = axes
@@ -87,9 +92,9 @@ def temperature_explorer(positive: float | None = None, negatives: torch.Tensor 
     """
     import matplotlib.pyplot as plt  # lazy: the library imports without a display
 
-    if negatives is None:
-        positive, negatives = example_similarities()
     positive = 0.7 if positive is None else positive
+    if negatives is None:
+        positive, negatives = example_similarities(positive=positive)
     fig, axes = plt.subplots(len(temperatures), 2, figsize=(12, 3.2 * len(temperatures)), squeeze=False)
     stats = [plot_temperature(row, positive, negatives, t) for row, t in zip(axes, temperatures)]
     fig.tight_layout()

@@ -88,6 +88,30 @@ def test_strip_clears_outputs_in_place(tmp_path):
     assert assignments.strip_outputs(tmp_path) == []
 
 
+def test_strip_rewrites_atomically_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "a.ipynb"
+    original = assignments.dumps(_nb(_cell("print(1)")))
+    path.write_text(original)
+    path.chmod(0o640)
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # the run is stopped just before the rename
+
+    monkeypatch.setattr(assignments.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        assignments.strip_outputs(tmp_path)
+    assert path.read_text() == original and [p.name for p in tmp_path.iterdir()] == ["a.ipynb"]
+    monkeypatch.undo()
+    assert assignments.strip_outputs(tmp_path) == [path]
+    assert (path.stat().st_mode & 0o777) == 0o640 and [p.name for p in tmp_path.iterdir()] == ["a.ipynb"]
+
+
+def test_student_version_drops_execution_timings():
+    cell = _cell(SOLUTION, solution=True, grade_id="double")
+    cell["metadata"]["execution"] = {"iopub.status.busy": "2025-01-01T00:00:00"}
+    assert "execution" not in assignments.student_notebook(_nb(cell))["cells"][0]["metadata"]
+
+
 # --- the real course notebooks ------------------------------------------------------------------
 
 

@@ -230,6 +230,38 @@ def test_bad_inputs_say_what_was_expected(bad, error, words):
             fn(bad)
 
 
+def test_without_a_generator_the_global_rng_on_the_images_device_is_used():
+    x = _images(8)
+    torch.manual_seed(21)
+    a = simclr_views(x)
+    torch.manual_seed(21)
+    assert torch.equal(simclr_views(x), a)
+    p = draw_view_params(5, 32, 32, device="cpu")
+    assert all(v.device.type == "cpu" for v in p.values()) and p["factors"].dtype == torch.float32
+
+
+def test_colour_operations_moved_but_stay_importable_from_augment():
+    from course_lib import augment, color
+
+    for name in ("adjust_hue", "colour_jitter", "colour_affine", "yiq_hue_matrix"):
+        assert getattr(augment, name) is getattr(color, name), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_views_of_uint8_images_never_wait_for_the_gpu():
+    """With the data and the generator on the GPU, a call queues work and returns: no sync, no host copy."""
+    x = _images(64).cuda()
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    simclr_views(x, generator=gen)  # warm-up: one-time constants and kernels
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        views = simclr_views(x, generator=gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert views.device == x.device
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu_given_the_same_parameters():
     x = _images(64)

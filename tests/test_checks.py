@@ -84,6 +84,40 @@ def test_non_finite_output(exercise):
     assert "Case 'large inputs (100)'" in message and "NaN or inf where the reference is finite" in message
 
 
+@pytest.mark.parametrize("got", [float("nan"), float("inf"), 0.0])
+def test_non_finite_reference_values_must_be_matched_exactly(got):
+    """A masked logit (-inf) in the reference: NaN, +inf or a finite number there is wrong, not "within tolerance"."""
+    want = torch.tensor([float("-inf"), 1.0])
+    message = framework.compare_outputs(torch.tensor([got, 1.0]), want, rtol=1e-4, atol=1e-5)
+    assert message is not None and "wrong values at index (0,)" in message and "same value" in message
+    assert framework.compare_outputs(want.clone(), want, rtol=1e-4, atol=1e-5) is None
+    nan = torch.tensor([float("nan"), 2.0])
+    assert framework.compare_outputs(nan.clone(), nan, rtol=1e-4, atol=1e-5) is None
+
+
+@pytest.mark.parametrize("got,want", [(float("nan"), 1.0), (float("-inf"), float("inf")), (1.1, 1.0),
+                                      (torch.tensor(float("nan")), 0.5)])
+def test_a_wrong_or_nan_number_fails_a_float_comparison(got, want):
+    assert "wrong value" in framework.compare_outputs(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_number_within_tolerance_passes():
+    assert framework.compare_outputs(1.0 + 1e-6, 1.0, rtol=1e-4, atol=1e-5) is None
+    assert framework.compare_outputs(float("inf"), float("inf"), rtol=1e-4, atol=1e-5) is None
+
+
+def test_stub_on_a_raises_case_is_not_implemented_even_when_runtimeerror_is_expected():
+    """NotImplementedError subclasses RuntimeError: a stub must not pass a case that expects RuntimeError."""
+    ex = Exercise("_test_raises_runtime", lambda x: x, [Case("bad input", lambda g: (torch.zeros(1),), raises=RuntimeError)],
+                  hints=["h"])
+
+    def stub(x):
+        raise NotImplementedError("Exercise '_test_raises_runtime': replace this line with your code.")
+
+    result = run(ex, stub, seed=0)
+    assert not result.passed and result.message.startswith("Not implemented yet")
+
+
 def test_detached_output_means_no_gradient(exercise):
     message = _message(exercise, lambda x: right(x).detach())
     assert "no gradient reaches input 0" in message and ".detach()" in message
@@ -317,3 +351,21 @@ def test_each_bug_gets_its_specific_message(name, buggy, words):
     with pytest.raises(CheckFailed) as failure:
         getattr(checks, f"check_{name}")(buggy)
     assert words in str(failure.value)
+
+
+# ---- the exercises of notebooks 02 (views) ------------------------------------------------------
+
+def test_views_exercises_accept_the_library_and_reject_classic_bugs():
+    from course_lib.augment import batched_flip, crop_params_from_uniforms
+
+    assert checks.check_batched_flip(batched_flip).passed
+    assert checks.check_random_resized_crop_params(crop_params_from_uniforms).passed
+    with pytest.raises(CheckFailed, match="wrong values"):  # mirrored top-bottom instead of left-right
+        checks.check_batched_flip(lambda x, flip: torch.where(flip.view(-1, 1, 1, 1), x.flip(-2), x))
+
+    def only_first_attempt(u_attempts, u_pos, height, width, scale, ratio):
+        """Falls back to the central crop as soon as the first attempt does not fit, skipping the other 9."""
+        return crop_params_from_uniforms(u_attempts[:, :1], u_pos, height, width, scale, ratio)
+
+    with pytest.raises(CheckFailed, match="Case 'CIFAR-sized, 10 attempts'.*wrong values"):
+        checks.check_random_resized_crop_params(only_first_attempt)

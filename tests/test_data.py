@@ -2,6 +2,7 @@
 downloads through file:// URLs, safe extraction, the Omniglot split, seeded subsets."""
 
 import io
+import os
 import pickle
 import tarfile
 import time
@@ -148,6 +149,32 @@ def test_download_passes_the_timeout(tmp_path, monkeypatch):
     assert seen["timeout"] == 7 and path.read_bytes() == b"hello"
 
 
+def test_a_connection_cut_mid_download_is_a_download_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import http.client
+
+    class Cut(io.BytesIO):
+        def read(self, *args):
+            raise http.client.IncompleteRead(b"partial", 100)
+
+    monkeypatch.setattr(dl.urllib.request, "urlopen", lambda url, timeout: Cut())
+    with pytest.raises(dl.DownloadError, match="could not download .*IncompleteRead"):
+        dl.download(dl.Archive("https://example.invalid/x", "x.bin", "0" * 32), tmp_path, timeout=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_write_failure_is_silent_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from course_lib.data import cache
+
+    def full_disk(obj, f):
+        f.write(b"half")
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(cache.torch, "save", full_disk)
+    cache.save(tmp_path, "entry", {"key": 1})
+    assert list((tmp_path / "cache").iterdir()) == []
+    assert cache.load(tmp_path, "entry", 1) is None
+
+
 def test_extract_refuses_paths_outside_the_target(tmp_path):
     evil = tmp_path / "evil.tar"
     with tarfile.open(evil, "w") as tf:
@@ -219,6 +246,29 @@ def test_omniglot_split_order_ink_and_cache(tmp_path, monkeypatch):
     start = time.perf_counter()
     assert torch.equal(load_omniglot("train", root=tmp_path), train)
     assert time.perf_counter() - start < 1.0
+
+
+def test_omniglot_cache_is_rebuilt_when_a_drawing_changes_and_used_alone_without_the_tree(tmp_path, monkeypatch):
+    monkeypatch.setattr(omni_mod, "N_TRAIN", 4)
+    base = tmp_path / "omniglot-py"
+    _write_omniglot(base)
+    before = load_omniglot("test", root=tmp_path)
+    # Replace one drawing of the last character by a blank page, as re-providing the data would.
+    folder = base / "images_evaluation" / "Gamma" / "character02"
+    drawing = sorted(folder.iterdir())[0]
+    blank, stamp = folder / "new.tmp", folder.stat().st_mtime_ns
+    Image.fromarray(np.ones((105, 105), dtype=bool)).save(blank, format="PNG")
+    blank.replace(drawing)
+    if folder.stat().st_mtime_ns == stamp:  # a coarse file-system clock: make the change visible
+        os.utime(folder, ns=(stamp + 10**9, stamp + 10**9))
+    after = load_omniglot("test", root=tmp_path)
+    assert after[-1, 0].sum() == 0 and before[-1, 0].sum() > 0, "a stale cache was used after the data changed"
+    assert torch.equal(after[:, 1:], before[:, 1:])
+    # Without the PNG tree the cache alone serves the data, with no download attempted.
+    import shutil
+    shutil.rmtree(base)
+    monkeypatch.setattr(omni_mod, "_decode", lambda *a: pytest.fail("decoded without a tree"))
+    assert torch.equal(load_omniglot("test", root=tmp_path, download=False), after)
 
 
 def test_omniglot_downloads_official_zips(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ C, D = 12, 20
 
 
 def _coded_images(c=C, d=D, side=6):
-    """(c, d, 1, side, side): pixel (0, 0) holds the class id, pixel (0, 1) the drawing id, (1, 0) marks the corner."""
+    """(c, d, 1, side, side): pixel (0, 0) holds the class id + 1, pixel (0, 1) the drawing id + 1, the rest 0."""
     x = torch.zeros(c, d, 1, side, side)
     x[:, :, 0, 0, 0] = torch.arange(c, dtype=torch.float32).view(c, 1) + 1
     x[:, :, 0, 0, 1] = torch.arange(d, dtype=torch.float32).view(1, d) + 1

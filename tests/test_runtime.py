@@ -74,7 +74,7 @@ def test_seed_all_makes_every_generator_reproducible():
     assert torch.rand(3).tolist() != first[2]
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, "3", None])
+@pytest.mark.parametrize("seed", [-1, 1.5, "3", None, True])
 def test_seed_all_rejects_bad_seeds(seed):
     with pytest.raises(ValueError, match="non-negative int"):
         runtime.seed_all(seed)

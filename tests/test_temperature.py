@@ -43,3 +43,10 @@ def test_stable_at_tiny_temperature_and_validates():
 def test_explorer_draws_a_static_figure_and_returns_its_stats():
     stats = temperature_explorer(temperatures=(0.1, 1.0))
     assert len(stats) == 2 and stats[0].hard_share > stats[1].hard_share
+
+
+def test_explorer_keeps_a_given_positive_with_the_default_negatives():
+    stats = temperature_explorer(positive=0.95, temperatures=(0.5,))
+    _, negatives = example_similarities()
+    assert stats[0].loss == pytest.approx(temperature_stats(0.95, negatives, 0.5).loss)
+    assert stats[0].loss < temperature_stats(0.7, negatives, 0.5).loss  # an easier positive: a lower loss

@@ -13,6 +13,8 @@ whose message Jupyter shows as one paragraph instead of a traceback, and which n
 from __future__ import annotations
 
 import inspect
+import math
+import os
 import random
 import textwrap
 import traceback
@@ -21,7 +23,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-_HERE = __file__.rsplit("/", 2)[0]  # course_lib/: frames from inside the kit are not the learner's
+# Frames from inside the kit (course_lib/) or torch are not the learner's code.
+_KIT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_TORCH = f"{os.sep}torch{os.sep}"
 
 
 class CheckFailed(AssertionError):
@@ -77,7 +81,7 @@ def register(exercise: Exercise) -> Exercise:
 def _learner_frame(exc: BaseException) -> str:
     """' (line 3 of your code: `return x / 0`)' for the deepest frame outside the kit and torch."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith(_HERE) and "/torch/" not in f.filename]
+              if not os.path.abspath(f.filename).startswith(_KIT) and _TORCH not in f.filename]
     if not frames:
         return ""
     last = frames[-1]
@@ -110,23 +114,37 @@ def compare_outputs(got: Any, want: Any, rtol: float, atol: float) -> str | None
             if g.dtype != w.dtype:
                 return f"{where}wrong dtype: got {g.dtype}, expected {w.dtype}."
             if w.is_floating_point():
-                if not torch.isfinite(g).all() and torch.isfinite(w).all():
+                gd, wd = g.detach().double(), w.detach().double()
+                w_finite = torch.isfinite(wd)
+                if (w_finite & ~torch.isfinite(gd)).any():
                     return f"{where}contains NaN or inf where the reference is finite (often an unstable exp or a log of 0)."
-                diff = (g.detach().double() - w.detach().double()).abs()
-                bound = atol + rtol * w.detach().double().abs()
+                # Where the reference itself is inf or NaN (a masked logit, say), only the same value matches:
+                # a difference there is inf or NaN, which no tolerance comparison would flag.
+                same = (gd == wd) | (torch.isnan(gd) & torch.isnan(wd))
+                odd = ~w_finite & ~same
+                if odd.any():
+                    idx = tuple(int(i) for i in odd.nonzero()[0])
+                    return (f"{where}wrong values at index {idx}: got {gd[idx].item()}, expected {wd[idx].item()} "
+                            "(where the reference is inf or NaN, the same value is expected).")
+                diff = torch.where(w_finite, (gd - wd).abs(), 0.0)
+                bound = atol + rtol * torch.where(w_finite, wd.abs(), 0.0)
                 if (diff > bound).any():
                     idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)) if diff.dim() else ()
                     at = f" at index {idx}" if idx else ""
                     return (f"{where}wrong values: largest difference {diff.max().item():.3g}{at} "
-                            f"(got {g.detach().double()[idx].item():.6g}, expected {w.detach().double()[idx].item():.6g}).")
+                            f"(got {gd[idx].item():.6g}, expected {wd[idx].item():.6g}).")
             elif not torch.equal(g, w):
                 wrong = (g != w).nonzero()[:3].tolist()
                 return f"{where}wrong values at indices {wrong} (got {g[tuple(wrong[0])].item()}, expected {w[tuple(wrong[0])].item()})."
         elif isinstance(w, float):
             if not isinstance(g, (int, float)) and not (isinstance(g, torch.Tensor) and g.numel() == 1):
                 return f"{where}returned a {type(g).__name__}, expected a number."
-            if abs(float(g) - w) > atol + rtol * abs(w):
-                return f"{where}wrong value: got {float(g):.6g}, expected {w:.6g}."
+            value = float(g)
+            # Written so that NaN fails: every comparison with NaN is False.
+            close = value == w or (math.isnan(value) and math.isnan(w)) or (
+                math.isfinite(w) and abs(value - w) <= atol + rtol * abs(w))
+            if not close:
+                return f"{where}wrong value: got {value:.6g}, expected {w:.6g}."
         elif g != w:
             return f"{where}got {g!r}, expected {w!r}."
     return None
@@ -181,11 +199,12 @@ def run(exercise: Exercise, learner_fn: Callable, seed: int | None = None) -> Re
         if case.raises is not None:
             try:
                 learner_fn(*_clone_inputs(args, False))
+            # A stub first: NotImplementedError is a RuntimeError, so `raises=RuntimeError` would accept it.
+            except NotImplementedError as exc:
+                return Result(exercise.name, False, f"Not implemented yet: {exc}", done)
             except case.raises:
                 done.append(case.name)
                 continue
-            except NotImplementedError as exc:
-                return Result(exercise.name, False, f"Not implemented yet: {exc}", done)
             except Exception as exc:  # noqa: BLE001 - any other learner error is reported, not raised
                 return Result(exercise.name, False, f"{prefix}: expected {case.raises.__name__} for this bad input, "
                               f"but your code raised {_describe_exception(exc)}.", done)

@@ -11,10 +11,6 @@ from course_lib.checks.framework import Case, Exercise, check, register
 __all__ = ["check_random_resized_crop_params", "check_batched_flip"]
 
 
-def _crop_reference(u_attempts, u_pos, height, width, scale, ratio):
-    return crop_params_from_uniforms(u_attempts, u_pos, height, width, scale, ratio)
-
-
 def _crop_case(batch, attempts, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
     return lambda g: (torch.rand(batch, attempts, 2, generator=g), torch.rand(batch, 2, generator=g),
                       height, width, scale, ratio)
@@ -27,7 +23,7 @@ def _never_fits(g):
 
 register(Exercise(
     name="random_resized_crop_params",
-    reference=_crop_reference,
+    reference=crop_params_from_uniforms,
     cases=[
         Case("CIFAR-sized, 10 attempts", _crop_case(64, 10, 32, 32)),
         Case("one attempt, non-square image", _crop_case(64, 1, 24, 40)),
@@ -48,7 +44,6 @@ register(Exercise(
         "left = (width - w) // 2. Return torch.stack([top, left, h, w], 1).long(). Do the maths in float64 so "
         "rounding matches.",
     ],
-    solution=crop_params_from_uniforms,
 ))
 
 

@@ -10,6 +10,7 @@ crash never leaves a half-written entry; a read-only data folder simply means no
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -35,12 +36,23 @@ def load(root: Path, name: str, key) -> dict | None:
 
 
 def save(root: Path, name: str, entry: dict) -> None:
-    """Write `entry` to `<root>/cache/<name>.pt` atomically; silently skip if the folder is not writable."""
+    """Write `entry` to `<root>/cache/<name>.pt` atomically; silently skip if it cannot be written.
+
+    A cache is an optimisation: a read-only folder or a full disk (torch reports that as a
+    RuntimeError) means the data is decoded again next time, never an error, and no temporary
+    file is left behind. The temporary name is unique, so concurrent writers never share it.
+    """
     folder = root / "cache"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
-        torch.save(entry, tmp)
-        os.replace(tmp, folder / f"{name}.pt")
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     except OSError:
         return
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(entry, fh)
+        os.replace(tmp, folder / f"{name}.pt")
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if not isinstance(exc, (OSError, RuntimeError)):  # Ctrl-C, or a real bug: not ours to hide
+            raise

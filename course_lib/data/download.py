@@ -2,8 +2,9 @@
 
 Every dataset loader in `course_lib.data` goes through here, so the rules live in one place:
 
-- a download is written to `<name>.part` and renamed only once it is complete and its MD5 matches
-  the official sum, so an interrupted or corrupted download never looks like a good file;
+- a download is written to a unique `.<name>.*.part` file and renamed only once it is complete and
+  its MD5 matches the official sum, so an interrupted or corrupted download never looks like a good
+  file, and two processes downloading at once never write into the same file;
 - the connection has a timeout, and a failure says what was fetched, from where, and what to do;
 - archives are extracted only if every member lands inside the target folder (no `../`, no absolute
   paths, no links), so a malicious archive cannot write elsewhere.
@@ -12,14 +13,15 @@ Every dataset loader in `course_lib.data` goes through here, so the rules live i
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
+import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-
 
 
 def provide_help(root) -> str:
@@ -65,13 +67,19 @@ def download(archive: Archive, folder: str | os.PathLike, timeout: float = 60.0)
     target = folder / archive.filename
     if target.is_file() and md5sum(target) == archive.md5:
         return target
-    part = target.with_name(target.name + ".part")
+    fd, name = tempfile.mkstemp(prefix=f".{archive.filename}.", suffix=".part", dir=folder)
+    part = Path(name)
     try:
-        with urllib.request.urlopen(archive.url, timeout=timeout) as response, open(part, "wb") as out:
+        with urllib.request.urlopen(archive.url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(response, out, length=1 << 20)
-    except OSError as exc:  # URLError, timeouts and disk errors are all OSErrors
+    # URLError, timeouts and disk errors are OSErrors; a connection cut mid-body is an HTTPException
+    # (IncompleteRead); a malformed URL is a ValueError.
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         part.unlink(missing_ok=True)
         raise DownloadError(f"could not download {archive.url} into {folder}: {exc}") from exc
+    except BaseException:  # Ctrl-C in a notebook: leave no partial file behind either
+        part.unlink(missing_ok=True)
+        raise
     got = md5sum(part)
     if got != archive.md5:
         part.unlink(missing_ok=True)

@@ -6,7 +6,8 @@
 
 Published MAML code builds each task in Python, image by image; here a whole meta-batch is a few
 tensor operations: `argsort` of random keys picks distinct classes per task and distinct drawings
-per class, one gather collects them, and one more gather rotates each class by its own quarter turns. Which class gets label 0, 1, ... is random per task (the classes come out in random order).
+per class, one gather collects them, and one more gather rotates each class by its own quarter
+turns. Which class gets label 0, 1, ... is random per task (the classes come out in random order).
 """
 
 from __future__ import annotations

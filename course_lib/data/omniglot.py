@@ -15,7 +15,8 @@ classes are augmented with rotations by multiples of 90 degrees when sampling ep
 Source: `<root>/omniglot-py/images_background/<Alphabet>/<characterNN>/<id>_<drawer>.png` and
 `images_evaluation/...` (the official PNG tree), or the official zips if `download=True`. The
 105x105 drawings are turned to ink = 1.0 and resized once to 28x28 with an antialiased bilinear
-filter; the result is cached in `<root>/cache/omniglot-28.pt`.
+filter; the result is cached in `<root>/cache/omniglot-28.pt`, rebuilt when a character folder
+changes, and used on its own when the PNG tree has been removed.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ ARCHIVES = {
 }
 N_TRAIN = 1200  # meta-training characters in the MAML split; the rest are meta-test
 SIZE = 28  # pixels: the resolution MAML and ProtoNet use
+CACHE_NAME = f"omniglot-{SIZE}"
 
 
 def _characters(folder: Path) -> list[Path]:
@@ -62,6 +64,17 @@ def _ensure_tree(root: Path, download: bool, timeout: float) -> Path:
     except DownloadError as exc:
         raise DataNotFoundError(f"{where} The download failed too ({exc}). {provide_help(root)}") from exc
     return base
+
+
+def _tree_key(chars: list[Path]) -> list:
+    """What the cache was decoded from and how: the resize, then [name, folder mtime] per character.
+
+    A folder's modification time changes when a drawing in it is added, removed or replaced by a new
+    file (as copying or re-materialising the data does), so such a change rebuilds the cache; this
+    costs one stat per character (1623), not per drawing (32,460).
+    """
+    return [[f"{SIZE}x{SIZE} bilinear antialias, ink = 1", 0]] + [
+        ["/".join(c.parts[-3:]), c.stat().st_mtime_ns] for c in chars]
 
 
 def _decode(chars: list[Path]) -> torch.Tensor:
@@ -97,18 +110,22 @@ def load_omniglot(split: str = "train", root: str | Path | None = None, download
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     root = Path(root).expanduser() if root is not None else runtime.data_dir()
-    cached = cache.load(root, "omniglot-28", None)
     base = root / FOLDER
-    if cached is None or any((base / h).is_dir() for h in (BACKGROUND, EVALUATION)):
+    cached = None
+    if not any((base / half).is_dir() for half in (BACKGROUND, EVALUATION)):
+        # No PNG tree (deleted after decoding, say): a cache built earlier is all there is to trust.
+        cached = cache.load(root, CACHE_NAME, None)
+    if cached is None or not {"names", "images"} <= cached.keys():
         base = _ensure_tree(root, download, timeout)
         chars = _characters(base / BACKGROUND) + _characters(base / EVALUATION)
-        names = ["/".join(c.parts[-3:]) for c in chars]
-        if cached is None or cached.get("names") != names:
-            if len(chars) <= N_TRAIN:
-                raise ValueError(f"{base} holds {len(chars)} characters; the MAML split needs more than {N_TRAIN} "
-                                 "(the official release has 1623). Re-provide the data.")
-            cached = {"key": None, "names": names, "images": _decode(chars)}
-            cache.save(root, "omniglot-28", cached)
+        if len(chars) <= N_TRAIN:
+            raise ValueError(f"{base} holds {len(chars)} characters; the MAML split needs more than {N_TRAIN} "
+                             "(the official release has 1623). Re-provide the data.")
+        key = _tree_key(chars)
+        cached = cache.load(root, CACHE_NAME, key)
+        if cached is None:
+            cached = {"key": key, "names": [name for name, _ in key[1:]], "images": _decode(chars)}
+            cache.save(root, CACHE_NAME, cached)
     part = slice(0, N_TRAIN) if split == "train" else slice(N_TRAIN, None)
     images = cached["images"][part]
     return (images, cached["names"][part]) if with_names else images
