@@ -1,0 +1,162 @@
+"""The embedding explorer, headless: its pure functions, and widget values driving its state through observers."""
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from course_lib import tsne as T  # noqa: E402
+from course_lib.checks import check_neighbour_label_agreement  # noqa: E402
+from course_lib.checks.framework import CheckFailed  # noqa: E402
+from course_lib.widgets import (EXPLORER_PRESETS, EmbeddingExplorer, closest_point, display_image,  # noqa: E402
+                                nearest_neighbours, neighbour_label_agreement, neighbour_panel_data, scatter_data)
+
+N, CLASSES = 90, 3
+NAMES = ["cat", "dog", "ship"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Labels, two views (random: no class structure; trained: classes separated), uint8 images."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(N) % CLASSES
+    random = torch.randn(N, 12, generator=gen)
+    trained = random.clone()
+    trained[:, :CLASSES] += 5 * torch.nn.functional.one_hot(labels, CLASSES)
+    images = torch.randint(0, 256, (N, 3, 8, 8), dtype=torch.uint8, generator=gen)
+    return labels, random, trained, images
+
+
+@pytest.fixture
+def explorer(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    labels, random, trained, images = data
+    return EmbeddingExplorer({"random init": random, "SimCLR": trained}, labels, images=images,
+                             class_names=NAMES, perplexity=10, k=5)
+
+
+def test_nearest_neighbours_is_cosine_and_excludes_self():
+    f = torch.tensor([[1.0, 0.0], [10.0, 1.0], [0.0, 1.0], [-1.0, 0.0], [0.2, 0.0]])
+    idx, sims = nearest_neighbours(f, 0, 3)
+    assert idx.tolist() == [4, 1, 2]  # [0.2, 0] has cosine 1 despite its small norm; 0 itself is excluded
+    assert torch.allclose(sims, torch.tensor([1.0, 10 / 101**0.5, 0.0]))
+    with pytest.raises(ValueError, match="k must be between 1 and N - 1"):
+        nearest_neighbours(f, 0, 5)
+    with pytest.raises(IndexError, match="out of range"):
+        nearest_neighbours(f, 7, 2)
+
+
+def test_neighbour_label_agreement_by_hand():
+    f = torch.tensor([[1.0, 0.1], [1.0, 0.0], [0.0, 1.0], [0.1, 1.0]])
+    assert neighbour_label_agreement(f, torch.tensor([0, 0, 1, 1]), 1) == 1.0
+    assert neighbour_label_agreement(f, torch.tensor([0, 1, 0, 1]), 1) == 0.0
+    assert neighbour_label_agreement(f, torch.tensor([0, 0, 1, 1]), 2) == 0.5  # each point: 1 of its 2 nearest agrees
+
+
+def test_agreement_separates_views(data):
+    labels, random, trained, _ = data
+    assert neighbour_label_agreement(trained, labels, 5) > 0.9 > 0.5 > neighbour_label_agreement(random, labels, 5)
+
+
+def test_scatter_data_groups_points_by_class():
+    e = torch.arange(12.0).reshape(6, 2)
+    groups = scatter_data(e, torch.tensor([2, 0, 2, 0, 0, 2]), NAMES)
+    assert [g["name"] for g in groups] == ["cat", "ship"]
+    assert groups[0]["indices"].tolist() == [1, 3, 4] and groups[0]["x"].tolist() == [2.0, 6.0, 8.0]
+    assert [g["name"] for g in scatter_data(e, torch.tensor([0, 1, 7, 0, 1, 7]), NAMES)] == ["cat", "dog", "7"]
+
+
+def test_panel_data_and_images(data):
+    labels, _, trained, images = data
+    panel = neighbour_panel_data(trained, labels, 4, 5, NAMES, images)
+    assert panel["index"] == 4 and panel["name"] == "dog" and panel["image"].shape == (8, 8, 3)
+    assert [n["index"] for n in panel["neighbours"]] == nearest_neighbours(trained, 4, 5)[0].tolist()
+    assert panel["agreement"] == sum(n["same_class"] for n in panel["neighbours"]) / 5
+    assert neighbour_panel_data(trained, labels, 4, 5)["neighbours"][0]["image"] is None
+    assert display_image(torch.full((1, 4, 4), 255, dtype=torch.uint8)).max() == 1.0
+    normalised = display_image(torch.randn(3, 4, 4) * 3)
+    assert normalised.min() >= 0 and normalised.max() <= 1
+
+
+def test_closest_point():
+    e = torch.tensor([[0.0, 0.0], [5.0, 5.0], [-3.0, 1.0]])
+    assert closest_point(e, 4.0, 4.5) == 1 and closest_point(e, -2.0, 0.0) == 2
+
+
+def test_explorer_starts_with_a_map_and_a_selection(explorer, data):
+    labels, random, _, _ = data
+    assert explorer.view == "random init" and explorer.selected == 0
+    assert explorer.embedding.shape == (N, 2)
+    assert explorer.neighbours == nearest_neighbours(random, 0, 5)[0].tolist()
+    assert "point 0" in explorer.status.value and "cat" in explorer.status.value
+
+
+def test_view_dropdown_switches_map_and_neighbours(explorer, data):
+    labels, _, trained, _ = data
+    before = explorer.embedding.clone()
+    explorer.view_picker.value = "SimCLR"  # the observer runs
+    assert explorer.view == "SimCLR" and not torch.equal(explorer.embedding, before)
+    assert torch.equal(explorer.embedding, T.tsne(trained, perplexity=10))  # the cached map of that view
+    assert explorer.neighbours == nearest_neighbours(trained, 0, 5)[0].tolist()
+    assert explorer.panel["agreement"] == 1.0
+
+
+def test_index_box_and_class_picker_select_points(explorer, data):
+    labels, random, _, _ = data
+    explorer.index_box.value = 17
+    assert explorer.selected == 17 and explorer.panel["label"] == int(labels[17])
+    assert explorer.neighbours == nearest_neighbours(random, 17, 5)[0].tolist()
+    explorer.class_picker.value = 2  # "ship": the first ship is point 2
+    assert explorer.selected == 2 and explorer.index_box.value == 2 and explorer.panel["name"] == "ship"
+
+
+def test_perplexity_slider_recomputes_map(explorer, data):
+    before = explorer.embedding.clone()
+    explorer.perplexity_slider.value = 20
+    assert explorer.perplexity == 20 and not torch.equal(explorer.embedding, before)
+    assert torch.equal(explorer.embedding, T.tsne(data[1], perplexity=20))
+
+
+def test_click_selects_the_nearest_map_point(explorer):
+    explorer.draw()
+    target = explorer.embedding[33]
+    event = type("Click", (), {"inaxes": explorer._scatter_ax, "xdata": float(target[0]), "ydata": float(target[1])})()
+    explorer._on_click(event)
+    assert explorer.selected == 33
+
+
+def test_draw_makes_a_static_figure(explorer):
+    explorer.draw()
+    axes = explorer.figure.axes
+    assert len(axes) == 1 + 1 + 5  # the map, the selected point, its 5 neighbours
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == NAMES
+    assert axes[1].get_title().startswith("point 0")
+
+
+def test_bad_explorer_input_is_explained(data):
+    labels, random, _, images = data
+    with pytest.raises(ValueError, match="expected \\(90, D\\)"):
+        EmbeddingExplorer({"v": random[:50]}, labels)
+    with pytest.raises(ValueError, match="one image per point"):
+        EmbeddingExplorer({"v": random}, labels, images=images[:10])
+    with pytest.raises(ValueError, match="views is empty"):
+        EmbeddingExplorer({}, labels)
+
+
+def test_presets_fit_their_tier():
+    assert EXPLORER_PRESETS["smoke"].n_points <= 500
+    for cfg in EXPLORER_PRESETS.values():
+        assert cfg.n_points >= 3 * cfg.perplexity and cfg.k >= 1
+
+
+def test_check_accepts_the_library_and_rejects_a_self_counting_answer():
+    check_neighbour_label_agreement(neighbour_label_agreement)
+
+    def counts_itself(features, labels, k):
+        f = torch.nn.functional.normalize(features.float(), dim=1)
+        neighbours = (f @ f.T).topk(k, dim=1).indices  # forgot to exclude the point itself
+        return (labels[neighbours] == labels[:, None]).float().mean().item()
+
+    with pytest.raises(CheckFailed, match="wrong value"):
+        check_neighbour_label_agreement(counts_itself)
