@@ -1,0 +1,72 @@
+"""Checkpoints: atomic writes, safe loads, readable refusals of corrupt or foreign files, RNG round trips."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+
+class NotATensor:
+    pass
+
+
+def test_round_trip_and_no_temporary_files_left(tmp_path):
+    path = save_checkpoint(tmp_path / "run" / "ck.pt", "simclr", model={"w": torch.arange(3.0)}, epoch=2)
+    save_checkpoint(path, "simclr", model={"w": torch.arange(4.0)}, epoch=3)     # overwrite in place
+    state = load_checkpoint(path, "simclr")
+    assert state["epoch"] == 3 and torch.equal(state["model"]["w"], torch.arange(4.0))
+    assert os.listdir(path.parent) == ["ck.pt"]
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "ck.pt", "simclr", epoch=1)
+    with pytest.raises(Exception):
+        save_checkpoint(path, "simclr", epoch=2, bad=lambda: None)   # cannot be pickled: fails mid-save
+    assert load_checkpoint(path, "simclr")["epoch"] == 1
+    assert os.listdir(tmp_path) == ["ck.pt"]
+
+
+def test_corrupt_and_truncated_files_are_rejected_with_a_clear_message(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(256))
+    with pytest.raises(CheckpointError, match="not a readable course_lib checkpoint.*delete it"):
+        load_checkpoint(garbage, "simclr")
+    good = save_checkpoint(tmp_path / "good.pt", "simclr", weights=torch.randn(1000))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:-500])
+    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+        load_checkpoint(truncated, "simclr")
+
+
+def test_foreign_files_are_rejected(tmp_path):
+    plain = tmp_path / "plain.pt"
+    torch.save({"weight": torch.zeros(2)}, plain)           # a state_dict from another program
+    with pytest.raises(CheckpointError, match="not written by course_lib"):
+        load_checkpoint(plain, "simclr")
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"format": "course_lib.checkpoint/1", "kind": "simclr", "obj": NotATensor()}, unsafe)
+    with pytest.raises(CheckpointError, match="not a readable"):                     # weights_only refuses it
+        load_checkpoint(unsafe, "simclr")
+    maml = save_checkpoint(tmp_path / "maml.pt", "maml", step=1)
+    with pytest.raises(CheckpointError, match="holds a 'maml' checkpoint"):
+        load_checkpoint(maml, "simclr")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt", "simclr")
+
+
+def test_rng_state_round_trip_through_a_file(tmp_path):
+    gen = torch.Generator().manual_seed(5)
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    path = save_checkpoint(tmp_path / "rng.pt", "test", rng=rng_state(gen))
+    first = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen).item())
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    other = torch.Generator().manual_seed(9)
+    set_rng_state(load_checkpoint(path, "test")["rng"], other)
+    again = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=other).item())
+    assert first == again
+    with pytest.raises(CheckpointError, match="generator state"):
+        set_rng_state(load_checkpoint(path, "test")["rng"])
