@@ -29,6 +29,7 @@ TIER_HELP = {
     "full": "a learner with a GPU: the full datasets and the published recipes, minutes per notebook",
 }
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "course_lib" / "data"
+DEFAULT_RUNS_DIR = Path.home() / ".cache" / "course_lib" / "runs"
 
 T = TypeVar("T")
 
@@ -100,6 +101,15 @@ def data_dir() -> Path:
     return Path(env).expanduser() if env else DEFAULT_DATA_DIR
 
 
+def runs_dir() -> Path:
+    """Where training runs keep their checkpoints: `COURSE_RUNS_DIR` if set, else ~/.cache/course_lib/runs.
+
+    Not a temporary folder: a learner's run must survive a restart of the machine and resume.
+    """
+    env = os.environ.get("COURSE_RUNS_DIR", "").strip()
+    return Path(env).expanduser() if env else DEFAULT_RUNS_DIR
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -120,6 +130,7 @@ def report(verbose: bool = True) -> dict:
         "cpu threads": torch.get_num_threads(),
         "tier": tier(),
         "data dir": str(folder),
+        "runs dir": str(runs_dir()),
         "CIFAR-10 present": (folder / "cifar-10-batches-py").is_dir(),
         "Omniglot present": (folder / "omniglot-py" / "images_background").is_dir(),
     }
@@ -137,7 +148,8 @@ def report(verbose: bool = True) -> dict:
     return info
 
 
-__all__ = ["TIERS", "DEFAULT_DATA_DIR", "device", "seed_all", "tier", "pick", "data_dir", "report"]
+__all__ = ["TIERS", "DEFAULT_DATA_DIR", "DEFAULT_RUNS_DIR", "device", "seed_all", "tier", "pick", "data_dir", "runs_dir",
+           "report"]
 
 if __name__ == "__main__":  # pragma: no cover - `python -m course_lib.runtime` prints the report
     report()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,14 @@ def test_data_dir_from_env_and_default(monkeypatch, tmp_path):
     assert "notebooks" not in runtime.DEFAULT_DATA_DIR.parts
 
 
+def test_runs_dir_from_env_and_default_is_not_temporary(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RUNS_DIR", str(tmp_path))
+    assert runtime.runs_dir() == tmp_path
+    monkeypatch.delenv("COURSE_RUNS_DIR")
+    assert runtime.runs_dir() == runtime.DEFAULT_RUNS_DIR
+    assert not runtime.DEFAULT_RUNS_DIR.is_relative_to(tempfile.gettempdir()), "checkpoints must survive a reboot"
+
+
 def test_seed_all_makes_every_generator_reproducible():
     def draw():
         gen = runtime.seed_all(123)
@@ -89,7 +98,7 @@ def test_device(monkeypatch):
 
 
 REPORT_KEYS = {"python", "platform", "torch", "torchvision", "triton", "scikit-learn", "ipywidgets",
-               "matplotlib", "device", "cpu threads", "tier", "data dir", "CIFAR-10 present", "Omniglot present"}
+               "matplotlib", "device", "cpu threads", "tier", "data dir", "runs dir", "CIFAR-10 present", "Omniglot present"}
 
 
 def test_report_keys_and_data_presence(monkeypatch, tmp_path, capsys):

@@ -1,10 +1,19 @@
 """Exercise checks with hints: `check_xxx(learner_fn)`, `hint(name)`, `solution(name)`.
 
-The framework is in `framework.py`; each course topic registers its exercises in its own module.
+The framework is in `framework.py`; each course topic registers its exercises in its own module, in
+the order of the notebooks that use them.
 """
 
-from course_lib.checks.framework import CheckFailed, Case, Exercise, Result, REGISTRY, check, hint, run, solution
-from course_lib.checks.contrastive import *  # noqa: F401,F403
-from course_lib.checks.contrastive import __all__ as _contrastive
+from course_lib.checks import contrastive, explorer, kernels, meta, simclr, views
+from course_lib.checks.contrastive import *  # noqa: F401,F403 - notebook 01
+from course_lib.checks.explorer import *  # noqa: F401,F403 - notebook 03, the embedding explorer
+from course_lib.checks.framework import REGISTRY, Case, CheckFailed, Exercise, Result, check, hint, run, solution
+from course_lib.checks.kernels import *  # noqa: F401,F403 - notebook 04
+from course_lib.checks.meta import *  # noqa: F401,F403 - notebooks 05 and 06
+from course_lib.checks.simclr import *  # noqa: F401,F403 - notebook 03
+from course_lib.checks.views import *  # noqa: F401,F403 - notebook 02
 
-__all__ = ["CheckFailed", "Case", "Exercise", "Result", "REGISTRY", "check", "hint", "run", "solution", *_contrastive]
+__all__ = [
+    "CheckFailed", "Case", "Exercise", "Result", "REGISTRY", "check", "hint", "run", "solution",
+    *contrastive.__all__, *views.__all__, *simclr.__all__, *explorer.__all__, *kernels.__all__, *meta.__all__,
+]
