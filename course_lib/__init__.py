@@ -7,7 +7,7 @@ One concept per module; the names a notebook needs are re-exported here:
     data        CIFAR-10 and Omniglot (verified, cached), few-shot episodes
     augment     SimCLR views: torchvision reference and the batched on-device version (colour ops in color)
     models      CIFAR-stem ResNet-18, small CNN, projection head        (meta_models: Conv-4, sinusoid MLP)
-    simclr      the SimCLR training loop;  evaluate: kNN monitor, linear probe, baselines
+    simclr      the SimCLR training loop (optim: LARS, warmup + cosine);  evaluate: kNN monitor, linear probe, baselines
     meta        functional MAML (second and first order), Reptile, ProtoNet, batched with vmap
     checkpoint  atomic save, safe load, exact resume
     tsne        t-SNE (sklearn reference, torch fast path: course_lib.tsne.tsne);  widgets: the embedding explorer

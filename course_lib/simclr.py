@@ -32,6 +32,7 @@ from course_lib.checkpoint import CheckpointError, load_checkpoint, rng_state, s
 from course_lib.evaluate import extract_features, knn_accuracy
 from course_lib.losses import nt_xent
 from course_lib.models import ProjectionHead, SimCLRModel, build_encoder
+from course_lib.optim import LARS, learning_rate
 
 
 @dataclass(frozen=True)
@@ -109,36 +110,6 @@ def build_model(config: SimCLRConfig) -> SimCLRModel:
     return SimCLRModel(encoder, ProjectionHead(encoder.out_dim, config.proj_hidden, config.proj_dim))
 
 
-class LARS(torch.optim.Optimizer):
-    """SGD with momentum and layer-wise adaptive rate scaling (You et al., 2017), as SimCLR uses it.
-
-    For each weight tensor (ndim > 1) the step is scaled by eta ||w|| / ||g + wd w||, so every layer moves
-    by about the same fraction of its norm whatever its gradient scale; this is what makes large batches
-    trainable. Biases and BatchNorm parameters (ndim <= 1) get neither weight decay nor the scaling.
-    """
-
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if p.ndim > 1:
-                    g = g.add(p, alpha=group["weight_decay"])
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, 1.0)
-                    g = g * trust
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"].mul_(group["momentum"]).add_(g)
-                p.add_(buf, alpha=-group["lr"])
-
-
 def make_optimizer(model: nn.Module, config: SimCLRConfig) -> torch.optim.Optimizer:
     """The optimizer named by config.optimizer; weight decay only on weights (ndim > 1)."""
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -151,19 +122,6 @@ def make_optimizer(model: nn.Module, config: SimCLRConfig) -> torch.optim.Optimi
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'lars', 'sgd' or 'adamw'.")
-
-
-def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float, progress: float | None = None) -> float:
-    """Linear warmup from peak / warmup_steps to `peak`, then cosine decay to 0 at `total_steps`.
-
-    progress: fraction of the run done after the warmup, in [0, 1], if not counted in steps (the
-    laptop tier counts it in minutes of its time budget, so the decay ends on time on any machine).
-    """
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    if progress is None:
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 @dataclass
@@ -344,5 +302,5 @@ class LivePlot:
         plt.close(fig)
 
 
-__all__ = ["SimCLRConfig", "PRESETS", "load_data", "build_model", "LARS", "make_optimizer", "learning_rate", "History",
+__all__ = ["SimCLRConfig", "PRESETS", "load_data", "build_model", "make_optimizer", "History",
            "train_simclr", "plot_history", "LivePlot"]
