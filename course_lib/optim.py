@@ -25,6 +25,10 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        loss = None
+        if closure is not None:  # the torch.optim contract: re-evaluate the loss, return it
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -40,6 +44,7 @@ class LARS(torch.optim.Optimizer):
                     state["momentum_buffer"] = torch.zeros_like(p)
                 buf = state["momentum_buffer"].mul_(group["momentum"]).add_(g)
                 p.add_(buf, alpha=-group["lr"])
+        return loss
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float, progress: float | None = None) -> float:

@@ -184,7 +184,7 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"], gen)
-        history = History(**{k: v for k, v in state["history"].items()})
+        history = History(**state["history"])
         history.knn = [tuple(r) for r in history.knn]
         history.stopped_by_budget = False
         epoch, batch, perm = state["epoch"], state["batch"], state["perm"]
@@ -218,12 +218,12 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
                 perm = torch.randperm(len(images), generator=gen, device=dev)
             while batch < steps_per_epoch:
                 step = epoch * steps_per_epoch + batch
-                progress = None
+                done = None  # fraction of the schedule behind us; None: count it in steps
                 if by_time:  # the later of the step count and the clock decides where the cosine is
                     by_steps = (step - warmup) / max(1, total - warmup)
-                    progress = max(by_steps, (time.perf_counter() - start) / budget_s)
+                    done = max(by_steps, (time.perf_counter() - start) / budget_s)
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(step, total, warmup, config.lr, progress)
+                    group["lr"] = learning_rate(step, total, warmup, config.lr, done)
                 x = images[perm[batch * config.batch_size:(batch + 1) * config.batch_size]]  # (B, 3, H, W) uint8
                 views = torch.cat([simclr_views(x, config.views, gen), simclr_views(x, config.views, gen)])  # (2B, ...)
                 if fast:
