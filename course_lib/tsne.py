@@ -295,8 +295,12 @@ def tsne_torch(x: torch.Tensor, perplexity: float = 30.0, max_iter: int = 1000) 
     return y
 
 
-def knn_accuracy(embedding: torch.Tensor, labels: torch.Tensor, k: int = 10) -> float:
-    """Leave-one-out accuracy of a k-nearest-neighbour majority vote in `embedding` (N, d), labels (N,)."""
+def map_knn_accuracy(embedding: torch.Tensor, labels: torch.Tensor, k: int = 10) -> float:
+    """Leave-one-out accuracy of a k-nearest-neighbour majority vote in a map `embedding` (N, d), labels (N,).
+
+    A quality measure of a 2-D map (do classes stay together?); the kNN classifier of features for
+    the course's results is `course_lib.evaluate.knn_accuracy`.
+    """
     from sklearn.neighbors import KNeighborsClassifier
 
     e = torch.as_tensor(embedding).detach().cpu().double().numpy()
@@ -316,4 +320,4 @@ def trustworthiness(x: torch.Tensor, embedding: torch.Tensor, k: int = 10) -> fl
 
 
 __all__ = ["tsne", "tsne_sklearn", "tsne_torch", "choose_impl", "clear_cache", "joint_probabilities",
-           "kl_gradient", "pca_init", "knn_accuracy", "trustworthiness", "CPU_TORCH_MAX_POINTS"]
+           "kl_gradient", "pca_init", "map_knn_accuracy", "trustworthiness", "CPU_TORCH_MAX_POINTS"]

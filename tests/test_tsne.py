@@ -74,7 +74,7 @@ def test_torch_quality_matches_sklearn():
     got = T.tsne(x, impl="torch", cache=False)
     assert got.shape == (400, 2) and got.dtype == torch.float32 and torch.isfinite(got).all()
     trust_ref, trust = T.trustworthiness(x, ref), T.trustworthiness(x, got)
-    acc_ref, acc = T.knn_accuracy(ref, labels), T.knn_accuracy(got, labels)
+    acc_ref, acc = T.map_knn_accuracy(ref, labels), T.map_knn_accuracy(got, labels)
     assert trust >= trust_ref - 0.01, (trust, trust_ref)
     assert acc >= acc_ref - 0.02, (acc, acc_ref)
     assert trust > 0.8 and acc > 0.6  # the map keeps real structure, not just "as bad as the reference"
