@@ -188,6 +188,9 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
         history.knn = [tuple(r) for r in history.knn]
         history.stopped_by_budget = False
         epoch, batch, perm = state["epoch"], state["batch"], state["perm"]
+        if epoch >= config.epochs or history.annealed_early:  # the budget is not part of the identity
+            print(f"{checkpoint} holds a finished run ({epoch} epochs, {history.seconds / 60:.1f} min); nothing to "
+                  "train. To train longer or with another budget, use a new checkpoint path.")
 
     total, warmup = config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)
     fast = config.channels_last

@@ -122,11 +122,16 @@ def test_every_tier_has_a_preset():
     assert pick(PRESETS, "full").arch == "resnet18"
 
 
-def test_anneal_to_budget_ends_the_schedule_on_time():
+def test_anneal_to_budget_ends_the_schedule_on_time(tmp_path, capsys):
     images, _ = data()
     cfg = replace(TINY, epochs=10_000, time_budget_min=0.01, anneal_to_budget=True, optimizer="adamw", lr=1e-3)
     seen = []
-    history = train_simclr(fresh_model(cfg), images, cfg, progress=False,
+    history = train_simclr(fresh_model(cfg), images, cfg, progress=False, checkpoint=tmp_path / "run.pt",
                            callback=lambda h: seen.append(len(h.losses)))
     assert history.annealed_early and not history.stopped_by_budget
     assert len(history.losses) < 10_000 * 3 and history.seconds < 0.6 + 10   # ~0.6 s budget, generous slack
+    # resumed with a larger budget, the finished run is loaded as it is, and the learner is told so
+    capsys.readouterr()
+    again = train_simclr(fresh_model(cfg), images, replace(cfg, time_budget_min=1.0), progress=False,
+                         checkpoint=tmp_path / "run.pt")
+    assert again.losses == history.losses and "holds a finished run" in capsys.readouterr().out
