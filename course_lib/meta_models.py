@@ -41,42 +41,50 @@ class BatchStatNorm2d(nn.Module):
         return x * scale[:, None, None] + shift[:, None, None]
 
 
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    """conv 3x3 -> BatchNorm (batch statistics) -> ReLU -> 2x2 max-pool: halves the image side."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1),
-        BatchStatNorm2d(c_out),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-    )
+DOWNSAMPLING = ("pool", "stride")
+
+
+def _block(c_in: int, c_out: int, downsample: str) -> nn.Sequential:
+    """conv 3x3 -> BatchNorm (batch statistics) -> ReLU, halving the image side on the way.
+
+    "pool": a stride-1 convolution, then a 2x2 max-pool (ProtoNet; MAML on MiniImagenet).
+    "stride": a stride-2 convolution and no pooling (MAML on Omniglot): the convolution computes only
+    the pixels that are kept, a quarter of the work.
+    """
+    if downsample == "pool":
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), BatchStatNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), BatchStatNorm2d(c_out), nn.ReLU())
 
 
 class Conv4(nn.Module):
     """The four-block CNN of the MAML / ProtoNet papers, for 1x28x28 Omniglot images.
 
-    28 -> 14 -> 7 -> 3 -> 1 pixels, so the features are `channels` numbers per image.
-
     n_way: classes of the linear head (MAML). None: no head; `forward` returns the features (ProtoNet).
     channels: filters per block (64 in the papers; fewer make CPU tiers faster).
+    downsample: "pool" (28 -> 14 -> 7 -> 3 -> 1 pixels) or "stride" (28 -> 14 -> 7 -> 4 -> 2 pixels,
+        averaged), see `_block`. Either way the features are `channels` numbers per image.
 
     forward(x: float (B, 1, 28, 28), head=True) -> logits (B, n_way), or features (B, channels) when
     `head=False` or there is no head.
     """
 
-    def __init__(self, n_way: int | None = 5, channels: int = 64, in_channels: int = 1):
+    def __init__(self, n_way: int | None = 5, channels: int = 64, in_channels: int = 1, downsample: str = "pool"):
         super().__init__()
         if n_way is not None and n_way < 2:
             raise ValueError(f"n_way must be at least 2 classes (or None for a feature extractor), got {n_way}.")
         if channels < 1:
             raise ValueError(f"channels must be positive, got {channels}.")
-        self.n_way, self.channels = n_way, channels
-        self.encoder = nn.Sequential(*[_block(in_channels if i == 0 else channels, channels) for i in range(4)])
+        if downsample not in DOWNSAMPLING:
+            raise ValueError(f"downsample must be one of {DOWNSAMPLING}, got {downsample!r}.")
+        self.n_way, self.channels, self.downsample = n_way, channels, downsample
+        self.encoder = nn.Sequential(*[_block(in_channels if i == 0 else channels, channels, downsample)
+                                       for i in range(4)])
         self.head = nn.Linear(channels, n_way) if n_way is not None else None
 
     def forward(self, x: torch.Tensor, head: bool = True) -> torch.Tensor:
         if x.dim() != 4:
             raise ValueError(f"Conv4 expects images of shape (B, C, H, W), got {tuple(x.shape)}.")
-        h = self.encoder(x).flatten(1)  # (B, channels)
+        h = self.encoder(x).mean(dim=(2, 3))  # (B, channels): 1x1 pixels after pooling, 2x2 after strides
         return self.head(h) if head and self.head is not None else h
 
 
@@ -98,4 +106,4 @@ class SinusoidMLP(nn.Module):
         return self.head(h) if head else h
 
 
-__all__ = ["BatchStatNorm2d", "Conv4", "SinusoidMLP"]
+__all__ = ["BatchStatNorm2d", "DOWNSAMPLING", "Conv4", "SinusoidMLP"]

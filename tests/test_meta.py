@@ -4,16 +4,18 @@ ProtoNet, Reptile, configuration errors, evaluation and resumable training."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.meta import (MetaConfig, Tasks, evaluate, mean_ci95, meta_loss, meta_train, protonet_loss,
+from course_lib.checkpoint import CheckpointError
+from course_lib.meta import (MetaConfig, Tasks, evaluate, mean_ci95, meta_loss, meta_train, outer_lr, protonet_loss,
                              prototypes, reptile_direction, squared_distances)
 from course_lib.meta.sinusoid import pretrain_baseline, sample_sinusoids, sinusoid_sampler
-from course_lib.meta_models import BatchStatNorm2d, Conv4, SinusoidMLP
+from course_lib.meta_models import DOWNSAMPLING, BatchStatNorm2d, Conv4, SinusoidMLP
 
 torch.set_num_threads(1)
 
@@ -101,10 +103,11 @@ def _omniglot_like(t=3, n_way=3, k=2, q=3, side=16, seed=0):
                  torch.rand(t, n_way * q, 1, side, side, generator=gen), torch.arange(n_way).repeat_interleave(q).repeat(t, 1))
 
 
+@pytest.mark.parametrize("downsample", DOWNSAMPLING)
 @pytest.mark.parametrize("first_order", [False, True])
-def test_vmap_equals_loop_on_conv4(first_order):
+def test_vmap_equals_loop_on_conv4(first_order, downsample):
     torch.manual_seed(0)
-    net = Conv4(n_way=3, channels=4).double()
+    net = Conv4(n_way=3, channels=4, downsample=downsample).double()
     tasks = _omniglot_like()
     tasks = Tasks(tasks.x_support.double(), tasks.y_support, tasks.x_query.double(), tasks.y_query)
     out = {}
@@ -115,6 +118,16 @@ def test_vmap_equals_loop_on_conv4(first_order):
     torch.testing.assert_close(out["vmap"][1], out["loop"][1])
     for gv, gl in zip(out["vmap"][2], out["loop"][2]):
         torch.testing.assert_close(gv, gl, rtol=1e-9, atol=1e-11)
+
+
+def test_conv4_downsamplings_keep_channels_features():
+    x = torch.rand(2, 1, 28, 28)
+    for downsample, side in (("pool", 1), ("stride", 2)):
+        net = Conv4(n_way=5, channels=8, downsample=downsample)
+        assert net.encoder(x).shape == (2, 8, side, side)  # 28 -> 14 -> 7 -> 3 -> 1, or 28 -> 14 -> 7 -> 4 -> 2
+        assert net(x).shape == (2, 5) and net(x, head=False).shape == (2, 8)
+    with pytest.raises(ValueError, match="downsample must be one of"):
+        Conv4(5, 8, downsample="avg")
 
 
 def test_batch_stat_norm_matches_torch_batchnorm():
@@ -142,12 +155,12 @@ def test_gradients_reach_every_meta_parameter(impl):
 
 def test_reptile_vmap_equals_loop_and_moves_towards_adapted():
     torch.manual_seed(0)
-    net = SinusoidMLP(hidden=8)
-    tasks, _, _ = sample_sinusoids(4, 5, 5, torch.Generator().manual_seed(0))
+    net = SinusoidMLP(hidden=8).double()  # float64: the two paths sum in different orders
+    tasks = Tasks(*(t.double() for t in sample_sinusoids(4, 5, 5, torch.Generator().manual_seed(0))[0]))
     a = reptile_direction(net, tasks, inner_lr=0.01, inner_steps=3, loss="mse", impl="vmap")
     b = reptile_direction(net, tasks, inner_lr=0.01, inner_steps=3, loss="mse", impl="loop")
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(a[k], b[k], rtol=1e-10, atol=1e-12)
     assert sum(v.abs().sum() for v in a.values()) > 0
 
 
@@ -240,9 +253,10 @@ def test_sinusoid_tasks_follow_the_paper_ranges():
     torch.testing.assert_close(tasks.y_support, amp[:, None, None] * torch.sin(tasks.x_support - phase[:, None, None]))
 
 
-def test_meta_training_improves_on_baseline_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_meta_training_resumes_exactly_and_only_with_its_config(tmp_path, schedule):
     cfg = MetaConfig(method="maml", inner_lr=0.01, inner_steps=1, eval_inner_steps=5, meta_lr=3e-3, meta_batch=10,
-                     steps=6, loss="mse")
+                     steps=6, loss="mse", lr_schedule=schedule)
     sample = sinusoid_sampler(5, 5)
 
     torch.manual_seed(0)
@@ -259,9 +273,28 @@ def test_meta_training_improves_on_baseline_and_resumes_exactly(tmp_path):
     assert hist["step"] == [3, 6]
     for a, b in zip(straight.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="holds a 'maml' run"):
-        meta_train(SinusoidMLP(16), sample, MetaConfig(method="reptile", loss="mse"), generator=torch.Generator(),
-                   checkpoint=ckpt)
+    for other in (replace(cfg, method="reptile"), replace(cfg, inner_lr=0.02), replace(cfg, steps=7)):
+        with pytest.raises(CheckpointError, match="another config"):
+            meta_train(SinusoidMLP(16), sample, other, generator=torch.Generator(), checkpoint=ckpt)
+    # a longer budget or more test-time steps do not change the training: the run resumes (and is done)
+    hist = meta_train(resumed, sample, replace(cfg, time_budget_s=60.0, eval_inner_steps=9), generator=torch.Generator(),
+                      checkpoint=ckpt)
+    assert hist["step"] == [3, 6]
+
+
+def test_outer_lr_follows_the_schedule_in_steps_or_in_budget_time():
+    constant = MetaConfig(meta_lr=1e-3, steps=100)
+    assert outer_lr(constant, 99, 1e6) == 1e-3
+    cosine = replace(constant, lr_schedule="cosine")
+    assert outer_lr(cosine, 0, 0.0) == pytest.approx(1e-3)
+    assert outer_lr(cosine, 50, 0.0) == pytest.approx(0.5e-3)
+    assert outer_lr(cosine, 100, 0.0) == pytest.approx(0.0, abs=1e-12)
+    timed = replace(cosine, time_budget_s=60.0)  # the budget runs out first: the decay follows the clock
+    assert outer_lr(timed, 10, 30.0) == pytest.approx(0.5e-3)
+    assert outer_lr(timed, 10, 90.0) == pytest.approx(0.0, abs=1e-12)
+    assert outer_lr(timed, 50, 6.0) == pytest.approx(0.5e-3)  # ... unless the steps run out first
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        MetaConfig(lr_schedule="step")
 
 
 def test_evaluate_averages_the_per_task_metric_of_fresh_tasks():

@@ -38,6 +38,7 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse": F.mse_loss,  # regression: y has the output's shape
 }
 METHODS = ("maml", "fomaml", "reptile", "protonet")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class Tasks(NamedTuple):
@@ -62,12 +63,17 @@ class MetaConfig:
     steps: int = 1000  # outer steps (training stops earlier if time_budget_s runs out)
     time_budget_s: float | None = None  # seconds of training at most; None: no limit
     loss: str = "cross_entropy"  # key of LOSSES
+    # "constant", or "cosine": meta_lr decays to 0 at `steps` or, with a time budget, when the budget is
+    # spent if that comes first (a short run ends on a low learning rate on any machine)
+    lr_schedule: str = "constant"
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         check_inner(self.inner_lr, self.inner_steps)
         check_inner(self.inner_lr, self.eval_inner_steps)
         for name in ("meta_batch", "steps"):
@@ -233,5 +239,5 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: Me
     return float(loss.detach()), metric.detach()
 
 
-__all__ = ["Params", "LOSSES", "METHODS", "Tasks", "MetaConfig", "check_inner", "check_tasks", "parameters",
+__all__ = ["Params", "LOSSES", "METHODS", "LR_SCHEDULES", "Tasks", "MetaConfig", "check_inner", "check_tasks", "parameters",
            "adapt", "adapt_reference", "meta_loss", "reptile_direction", "meta_step"]

@@ -4,25 +4,27 @@
     score = evaluate(model, sample_test, cfg, n_tasks=600, generator=gen)   # Score(mean, ci95, n_tasks)
 
 `sample(meta_batch, generator)` returns a batch of tasks (`Tasks` or `course_lib.data.Episodes`).
-With `checkpoint=`, the loop saves model, optimizer, step, history and every RNG state through
-`course_lib.checkpoint` (the same mechanism as SimCLR's) and resumes from it when the file exists:
-a run interrupted and restarted ends with exactly the parameters of an uninterrupted one.
+With `checkpoint=`, the loop saves model, optimizer, step, history, every RNG state and the config
+through `course_lib.checkpoint` (the same mechanism as SimCLR's) and resumes from it when the file
+exists and was written with the same config: a run interrupted and restarted ends with exactly the
+parameters of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from course_lib.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from course_lib.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from course_lib.meta.core import MetaConfig, meta_loss, meta_step
 from course_lib.meta.protonet import protonet_loss, protonet_step
+from course_lib.optim import learning_rate
 
 Sampler = Callable[[int, torch.Generator], object]  # (meta_batch, generator) -> tasks
 
@@ -59,6 +61,25 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: M
     return meta_step(model, optimizer, tasks, cfg, impl)
 
 
+def outer_lr(cfg: MetaConfig, step: int, elapsed: float) -> float:
+    """The outer learning rate for `step`, after `elapsed` seconds of training (see cfg.lr_schedule).
+
+    Computed from the step and the clock alone (no scheduler state), so a resumed run continues the
+    same schedule.
+    """
+    if cfg.lr_schedule == "constant":
+        return cfg.meta_lr
+    progress = step / cfg.steps
+    if cfg.time_budget_s is not None:
+        progress = max(progress, elapsed / cfg.time_budget_s)
+    return learning_rate(step, cfg.steps, 0, cfg.meta_lr, progress)
+
+
+def _identity(cfg: MetaConfig) -> str:
+    """The config fields that define the training maths; a time budget or the test-time steps may change."""
+    return repr(replace(cfg, time_budget_s=None, eval_inner_steps=1))
+
+
 def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator: torch.Generator,
                checkpoint: str | Path | None = None, checkpoint_every: int = 100, log_every: int = 100,
                stop_after: int | None = None, impl: str = "vmap") -> dict:
@@ -74,18 +95,20 @@ def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator:
     start, elapsed = 0, 0.0
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint, kind="maml", map_location=next(model.parameters()).device)
-        if state["method"] != cfg.method:
-            raise ValueError(f"{checkpoint} holds a {state['method']!r} run but cfg.method is {cfg.method!r}; "
-                             "use one checkpoint file per method.")
+        if state.get("config") != _identity(cfg):
+            raise CheckpointError(f"{checkpoint} was written by a run with another config:\n  {state.get('config')}\n"
+                                  f"this run's config is\n  {_identity(cfg)}\n"
+                                  "Use a new checkpoint path for a new config, or delete the file to start over.")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"], generator)
         start, elapsed, history = state["step"], state["seconds"], state["history"]
-        print(f"resumed from {checkpoint} at step {start}/{cfg.steps} ({elapsed:.0f} s of training so far)")
+        done = " (the run is complete)" if start >= cfg.steps else ""
+        print(f"resumed from {checkpoint} at step {start}/{cfg.steps}{done} ({elapsed:.0f} s of training so far)")
 
     def save(step: int) -> None:
         if checkpoint is not None:
-            save_checkpoint(checkpoint, kind="maml", method=cfg.method, model=model.state_dict(),
+            save_checkpoint(checkpoint, kind="maml", config=_identity(cfg), model=model.state_dict(),
                             optimizer=optimizer.state_dict(), step=step, seconds=elapsed, history=history,
                             rng=rng_state(generator))
 
@@ -99,6 +122,8 @@ def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator:
     model.train()  # BatchNorm on batch statistics, always
     while step < min(cfg.steps, last) and (cfg.time_budget_s is None or elapsed < cfg.time_budget_s):
         tic = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = outer_lr(cfg, step, elapsed)
         loss, metric = train_step(model, optimizer, sample(cfg.meta_batch, generator), cfg, impl)
         if not math.isfinite(loss):
             raise FloatingPointError(f"the meta-loss became {loss} at step {step}; lower meta_lr or inner_lr.")
@@ -138,4 +163,4 @@ def evaluate(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, n_tasks: int
     return mean_ci95(torch.cat(metrics), percent=cfg.loss == "cross_entropy")
 
 
-__all__ = ["Sampler", "Score", "mean_ci95", "train_step", "meta_train", "evaluate"]
+__all__ = ["Sampler", "Score", "mean_ci95", "train_step", "outer_lr", "meta_train", "evaluate"]
