@@ -5,8 +5,9 @@
     python benchmarks/maml.py --skip-accuracy # throughput only
 
 Throughput: tasks per second of one second-order MAML outer step (meta-gradient + Adam update),
-5-way 1-shot, 15 queries per class, Conv-4 with 64 channels on 28x28 images, meta-batch 32, for 1 and 5
-inner steps; the per-task loop (torch.autograd.grad, the reference) and vmap (torch.func.grad) run on
+5-way 1-shot, 15 queries per class, Conv-4 with 64 channels on 28x28 images (stride-2 convolutions, the
+MAML paper's Omniglot network that notebook 06 trains; `--downsample pool` for max-pooling), meta-batch 32,
+for 1 and 5 inner steps; the per-task loop (torch.autograd.grad, the reference) and vmap (torch.func.grad) run on
 the same tasks in the same process, and their losses are checked to agree.
 Time to accuracy: second-order MAML trained on Omniglot 5-way 1-shot with the tier's preset until a
 time budget runs out, evaluated on test tasks every `--eval-every` steps (evaluation time not counted).
@@ -28,7 +29,7 @@ from benchmarks.common import record, timed, write_results  # noqa: E402
 from course_lib import runtime  # noqa: E402
 from course_lib.meta import MetaConfig, evaluate, meta_loss, meta_step, meta_train  # noqa: E402
 from course_lib.meta.omniglot import OMNIGLOT_PRESETS, episode_sampler  # noqa: E402
-from course_lib.meta_models import Conv4  # noqa: E402
+from course_lib.meta_models import DOWNSAMPLING, Conv4  # noqa: E402
 
 NAME = "maml"
 
@@ -48,15 +49,15 @@ def synthetic_tasks(meta_batch: int, n_way: int, k_shot: int, n_query: int, side
 def throughput(args, device) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     tasks = synthetic_tasks(args.meta_batch, 5, 1, args.n_query, 28, device, gen)
-    shape = dict(n_way=5, k_shot=1, n_query=args.n_query, channels=args.channels, meta_batch=args.meta_batch,
-                 threads=torch.get_num_threads(), note=args.note)
+    shape = dict(n_way=5, k_shot=1, n_query=args.n_query, channels=args.channels, downsample=args.downsample,
+                 meta_batch=args.meta_batch, threads=torch.get_num_threads(), note=args.note)
     records = []
     for steps in args.inner_steps:
         cfg = MetaConfig(method="maml", inner_lr=0.4, inner_steps=steps, meta_batch=args.meta_batch)
         losses, rate = {}, {}
         for impl in ("loop", "vmap"):
             torch.manual_seed(0)
-            model = Conv4(5, args.channels).to(device)
+            model = Conv4(5, args.channels, downsample=args.downsample).to(device)
             losses[impl] = meta_loss(model, tasks, inner_lr=0.4, inner_steps=steps, impl=impl)[0].item()
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
             seconds = timed(lambda: meta_step(model, optimizer, tasks, cfg, impl), device, repeats=args.repeats)
@@ -80,7 +81,7 @@ def time_to_accuracy(args, device) -> list[dict]:
     sample = episode_sampler(train, 5, 1, cfg.n_query, rotate=cfg.rotate)
     test_sample = episode_sampler(test, 5, 1, 15)
     torch.manual_seed(cfg.seed)
-    model = Conv4(5, cfg.channels).to(device)
+    model = Conv4(5, cfg.channels, downsample=cfg.downsample).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     curve = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,9 +95,10 @@ def time_to_accuracy(args, device) -> list[dict]:
             print(f"  {seconds:7.1f} s  step {step:>5}  5-way 1-shot test accuracy {score}")
             if seconds >= args.budget:
                 break
-    setting = dict(tier=args.tier or runtime.tier(), channels=cfg.channels, meta_batch=mcfg.meta_batch,
-                   n_query=cfg.n_query, inner_steps=mcfg.inner_steps, eval_inner_steps=mcfg.eval_inner_steps,
-                   eval_tasks=args.eval_tasks, budget_s=args.budget, threads=torch.get_num_threads(), note=args.note)
+    setting = dict(tier=args.tier or runtime.tier(), channels=cfg.channels, downsample=cfg.downsample,
+                   meta_batch=mcfg.meta_batch, n_query=cfg.n_query, inner_steps=mcfg.inner_steps,
+                   eval_inner_steps=mcfg.eval_inner_steps, lr_schedule=mcfg.lr_schedule, eval_tasks=args.eval_tasks,
+                   budget_s=args.budget, threads=torch.get_num_threads(), note=args.note)
     last = curve[-1]
     hits = {t: next((c for c in curve if c["accuracy"] >= t), None) for t in args.targets}
     records = [record(NAME, "vmap", "omniglot_5w1s_accuracy_at_budget", last["accuracy"], "fraction", device,
@@ -114,6 +116,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): check that it runs")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--downsample", choices=DOWNSAMPLING, default="stride", help="Conv-4 of the throughput runs")
     parser.add_argument("--meta-batch", type=int, default=32)
     parser.add_argument("--n-query", type=int, default=15)
     parser.add_argument("--inner-steps", type=int, nargs="+", default=[1, 5])
