@@ -277,8 +277,8 @@ def test_meta_training_resumes_exactly_and_only_with_its_config(tmp_path, schedu
         with pytest.raises(CheckpointError, match="another config"):
             meta_train(SinusoidMLP(16), sample, other, generator=torch.Generator(), checkpoint=ckpt)
     # a longer budget or more test-time steps do not change the training: the run resumes (and is done)
-    hist = meta_train(resumed, sample, replace(cfg, time_budget_s=60.0, eval_inner_steps=9), generator=torch.Generator(),
-                      checkpoint=ckpt)
+    hist = meta_train(resumed, sample, replace(cfg, time_budget_s=60.0, eval_inner_steps=9),
+                      generator=torch.Generator(), checkpoint=ckpt)
     assert hist["step"] == [3, 6]
 
 

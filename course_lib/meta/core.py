@@ -239,5 +239,5 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: Me
     return float(loss.detach()), metric.detach()
 
 
-__all__ = ["Params", "LOSSES", "METHODS", "LR_SCHEDULES", "Tasks", "MetaConfig", "check_inner", "check_tasks", "parameters",
-           "adapt", "adapt_reference", "meta_loss", "reptile_direction", "meta_step"]
+__all__ = ["Params", "LOSSES", "METHODS", "LR_SCHEDULES", "Tasks", "MetaConfig", "check_inner", "check_tasks",
+           "parameters", "adapt", "adapt_reference", "meta_loss", "reptile_direction", "meta_step"]
