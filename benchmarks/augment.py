@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import record, write_results  # noqa: E402
-from course_lib.augment import ViewConfig, reference_transform, simclr_views  # noqa: E402
+from course_lib.contrastive.views import ViewConfig, reference_transform, simclr_views  # noqa: E402
 
 
 class PairDataset(torch.utils.data.Dataset):

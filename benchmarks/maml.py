@@ -29,7 +29,7 @@ from benchmarks.common import record, timed, write_results  # noqa: E402
 from course_lib import runtime  # noqa: E402
 from course_lib.meta import MetaConfig, evaluate, meta_loss, meta_step, meta_train  # noqa: E402
 from course_lib.meta.omniglot import OMNIGLOT_PRESETS, episode_sampler  # noqa: E402
-from course_lib.meta_models import DOWNSAMPLING, Conv4  # noqa: E402
+from course_lib.meta.models import DOWNSAMPLING, Conv4  # noqa: E402
 
 NAME = "maml"
 

@@ -4,7 +4,7 @@
     python benchmarks/nt_xent.py --quick --out /tmp/bench   # tiny sizes; without a GPU, in Triton's interpreter
 
 For 2N in {1,024, 4,096, 16,384, 65,536, 131,072}, D = 128, fp32 and bf16, both variants are run
-side by side in this one process: `naive_torch` (course_lib.losses.nt_xent_reference) and
+side by side in this one process: `naive_torch` (course_lib.contrastive.losses.nt_xent_reference) and
 `fused_triton` (course_lib.kernels.nt_xent.nt_xent_fused). For each it records the median time of
 forward + backward (after a warm-up) and the extra peak memory: torch.cuda.max_memory_allocated
 during one forward + backward, minus the bytes of the inputs z and of their gradient z.grad. An
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks.common import record, write_results
     from course_lib.kernels.nt_xent import nt_xent_fused
-    from course_lib.losses import nt_xent_reference
+    from course_lib.contrastive.losses import nt_xent_reference
 
     device = torch.device("cuda" if cuda else "cpu")
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)

@@ -6,7 +6,7 @@
 Throughput (images/s; each image gives two views, forward + backward + optimizer step):
 - `torchvision_dataloader`, the standard pipeline: a Dataset that applies the torchvision v2 SimCLR transform
   image by image, twice, in a DataLoader with one worker per CPU core; fp32, default memory layout, eager.
-- `ours`: `course_lib.simclr.train_simclr`, the course's loop: uint8 data resident on the device, both views
+- `ours`: `course_lib.contrastive.simclr.train_simclr`, the course's loop: uint8 data resident on the device, both views
   drawn batched by `simclr_views`; on CUDA also bf16 autocast, channels_last and torch.compile.
 Both train the same model on the same images; the ratio is measured in one run on one machine. Warmup (worker
 start-up, compilation) is excluded: both are timed from their second epoch on.
@@ -31,11 +31,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import record, write_results  # noqa: E402
-from course_lib.augment import ViewConfig, reference_transform  # noqa: E402
+from course_lib.contrastive.views import ViewConfig, reference_transform  # noqa: E402
 from course_lib.data import DataIntegrityWarning, class_subset, load_cifar10  # noqa: E402
-from course_lib.losses import nt_xent  # noqa: E402
+from course_lib.contrastive.losses import nt_xent  # noqa: E402
 from course_lib.runtime import data_dir  # noqa: E402
-from course_lib.simclr import PRESETS, SimCLRConfig, build_model, train_simclr  # noqa: E402
+from course_lib.contrastive.simclr import PRESETS, SimCLRConfig, build_model, train_simclr  # noqa: E402
 
 NAME = "simclr"
 

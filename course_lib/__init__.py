@@ -18,15 +18,15 @@ notebook-only dependencies (ipywidgets, IPython, scikit-learn's t-SNE) are impor
 """
 
 from course_lib import runtime
-from course_lib.augment import ViewConfig, reference_views, simclr_views
+from course_lib.contrastive.views import ViewConfig, reference_views, simclr_views
 from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from course_lib.checks import CheckFailed, check, hint, solution
 from course_lib.data import CIFAR10_CLASSES, Episodes, class_subset, load_cifar10, load_omniglot, sample_episodes
-from course_lib.evaluate import extract_features, knn_accuracy, linear_probe, weighted_knn
-from course_lib.losses import alignment, info_nce, nt_xent, nt_xent_reference, uniformity
-from course_lib.models import ProjectionHead, ResNet18, SimCLRModel, SmallCNN
+from course_lib.contrastive.evaluate import extract_features, knn_accuracy, linear_probe, weighted_knn
+from course_lib.contrastive.losses import alignment, info_nce, nt_xent, nt_xent_reference, uniformity
+from course_lib.contrastive.models import ProjectionHead, ResNet18, SimCLRModel, SmallCNN
 from course_lib.runtime import data_dir, device, pick, report, runs_dir, seed_all, tier
-from course_lib.simclr import SimCLRConfig, train_simclr
-from course_lib.widgets import EmbeddingExplorer
+from course_lib.contrastive.simclr import SimCLRConfig, train_simclr
+from course_lib.explore.embedding import EmbeddingExplorer
 
 __version__ = "0.1.0"

@@ -299,7 +299,7 @@ def map_knn_accuracy(embedding: torch.Tensor, labels: torch.Tensor, k: int = 10)
     """Leave-one-out accuracy of a k-nearest-neighbour majority vote in a map `embedding` (N, d), labels (N,).
 
     A quality measure of a 2-D map (do classes stay together?); the kNN classifier of features for
-    the course's results is `course_lib.evaluate.knn_accuracy`.
+    the course's results is `course_lib.contrastive.evaluate.knn_accuracy`.
     """
     from sklearn.neighbors import KNeighborsClassifier
 

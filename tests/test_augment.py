@@ -9,9 +9,9 @@ from scipy import stats
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from course_lib.augment import (ViewConfig, adjust_hue, apply_view_params, batched_flip, colour_jitter,
-                                crop_flip_grid, draw_view_params, random_resized_crop_params, reference_views,
-                                simclr_views, yiq_hue_matrix)
+from course_lib.contrastive.colour import adjust_hue, colour_jitter, yiq_hue_matrix
+from course_lib.contrastive.views import (ViewConfig, apply_view_params, batched_flip, crop_flip_grid, draw_view_params,
+                                          random_resized_crop_params, reference_views, simclr_views)
 
 OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
 
@@ -240,13 +240,6 @@ def test_without_a_generator_the_global_rng_on_the_images_device_is_used():
     assert all(v.device.type == "cpu" for v in p.values()) and p["factors"].dtype == torch.float32
 
 
-def test_colour_operations_moved_but_stay_importable_from_augment():
-    from course_lib import augment, color
-
-    for name in ("adjust_hue", "colour_jitter", "colour_affine", "yiq_hue_matrix"):
-        assert getattr(augment, name) is getattr(color, name), name
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_views_of_uint8_images_never_wait_for_the_gpu():
     """With the data and the generator on the GPU, a call queues work and returns: no sync, no host copy."""
@@ -277,7 +270,7 @@ def test_cuda_matches_cpu_given_the_same_parameters():
 
 def test_view_explorer_controls_change_the_config_and_draw():
     pytest.importorskip("ipywidgets")
-    from course_lib.view_explorer import VIEWS_LESSON_PRESETS, ViewExplorer, view_pairs_figure
+    from course_lib.explore.views import VIEWS_LESSON_PRESETS, ViewExplorer, view_pairs_figure
 
     explorer = ViewExplorer(_images(4), seed=3)
     explorer.switches["color"].value = False  # what a click on the checkbox does

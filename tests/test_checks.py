@@ -14,7 +14,7 @@ from torch import nn
 from course_lib import checks
 from course_lib.checks import CheckFailed, Case, Exercise, check, framework, hint, run, solution
 from course_lib.checks import contrastive, contrastive_solutions as sol
-from course_lib.losses import positive_index
+from course_lib.contrastive.losses import positive_index
 
 
 def _reference_softplus(x):
@@ -356,7 +356,7 @@ def test_each_bug_gets_its_specific_message(name, buggy, words):
 # ---- the exercises of notebooks 02 (views) ------------------------------------------------------
 
 def test_views_exercises_accept_the_library_and_reject_classic_bugs():
-    from course_lib.augment import batched_flip, crop_params_from_uniforms
+    from course_lib.contrastive.views import batched_flip, crop_params_from_uniforms
 
     assert checks.check_batched_flip(batched_flip).passed
     assert checks.check_random_resized_crop_params(crop_params_from_uniforms).passed

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from course_lib.evaluate import (extract_features, knn_accuracy, linear_probe, random_init_like, raw_pixel_features,
+from course_lib.contrastive.evaluate import (extract_features, knn_accuracy, linear_probe, random_init_like, raw_pixel_features,
                                  weighted_knn)
-from course_lib.models import SmallCNN
+from course_lib.contrastive.models import SmallCNN
 
 
 def test_weighted_knn_matches_a_hand_computed_answer():

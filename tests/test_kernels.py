@@ -53,7 +53,7 @@ def test_interpreter_suite_in_fresh_process():
 
 
 from course_lib.kernels import nt_xent as fk  # noqa: E402
-from course_lib.losses import nt_xent, nt_xent_reference  # noqa: E402
+from course_lib.contrastive.losses import nt_xent, nt_xent_reference  # noqa: E402
 
 DEVICE = torch.device("cuda" if CUDA else "cpu")
 # fp32: the target, 1e-5 relative; an absolute floor for losses near 0 (2N = 2 has loss 0).
@@ -251,7 +251,7 @@ for dtype, ty in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
 
 def test_exercise_references_pass_their_checks_and_a_minus_inf_start_fails():
     from course_lib.checks import check_offdiag_lse_grad, check_online_logsumexp, CheckFailed
-    from course_lib.checks.kernels import offdiag_lse_grad_reference, online_logsumexp_reference
+    from course_lib.checks.fused_kernel import offdiag_lse_grad_reference, online_logsumexp_reference
 
     check_online_logsumexp(online_logsumexp_reference)
     check_offdiag_lse_grad(offdiag_lse_grad_reference)

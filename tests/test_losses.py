@@ -1,4 +1,4 @@
-"""course_lib.losses against independent float64 computations (explicit loops in NumPy), plus every validation error."""
+"""course_lib.contrastive.losses against independent float64 computations (explicit loops in NumPy), plus every validation error."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import losses
-from course_lib.losses import alignment, info_nce, nt_xent, nt_xent_reference, uniformity
+from course_lib.contrastive import losses
+from course_lib.contrastive.losses import alignment, info_nce, nt_xent, nt_xent_reference, uniformity
 
 
 def _unit(z: np.ndarray) -> np.ndarray:

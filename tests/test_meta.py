@@ -15,7 +15,7 @@ from course_lib.checkpoint import CheckpointError
 from course_lib.meta import (MetaConfig, Tasks, evaluate, mean_ci95, meta_loss, meta_train, outer_lr, protonet_loss,
                              prototypes, reptile_direction, squared_distances)
 from course_lib.meta.sinusoid import pretrain_baseline, sample_sinusoids, sinusoid_sampler
-from course_lib.meta_models import DOWNSAMPLING, BatchStatNorm2d, Conv4, SinusoidMLP
+from course_lib.meta.models import DOWNSAMPLING, BatchStatNorm2d, Conv4, SinusoidMLP
 
 torch.set_num_threads(1)
 

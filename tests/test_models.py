@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from course_lib.models import (ProjectionHead, ResNet18, SimCLRModel, SmallCNN, build_encoder, count_parameters)
+from course_lib.contrastive.models import (ProjectionHead, ResNet18, SimCLRModel, SmallCNN, build_encoder, count_parameters)
 
 
 def test_resnet18_cifar_stem_is_3x3_stride1_without_maxpool():

@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from course_lib.augment import ViewConfig
+from course_lib.contrastive.views import ViewConfig
 from course_lib.checkpoint import CheckpointError, load_checkpoint
 from course_lib.optim import LARS, learning_rate
-from course_lib.simclr import PRESETS, SimCLRConfig, build_model, train_simclr
+from course_lib.contrastive.simclr import PRESETS, SimCLRConfig, build_model, train_simclr
 from course_lib.runtime import pick
 
 TINY = SimCLRConfig(

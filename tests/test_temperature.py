@@ -1,4 +1,4 @@
-"""course_lib.temperature: the softmax over candidates and the push on each negative."""
+"""course_lib.explore.temperature: the softmax over candidates and the push on each negative."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import matplotlib
 import pytest
 import torch
 
-from course_lib.temperature import example_similarities, temperature_explorer, temperature_stats
+from course_lib.explore.temperature import example_similarities, temperature_explorer, temperature_stats
 
 matplotlib.use("Agg")
 

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 from course_lib import tsne as T  # noqa: E402
 from course_lib.checks import check_neighbour_label_agreement  # noqa: E402
 from course_lib.checks.framework import CheckFailed  # noqa: E402
-from course_lib.widgets import (EXPLORER_PRESETS, EmbeddingExplorer, closest_point, display_image,  # noqa: E402
+from course_lib.explore.embedding import (EXPLORER_PRESETS, EmbeddingExplorer, closest_point, display_image,  # noqa: E402
                                 nearest_neighbours, neighbour_label_agreement, neighbour_panel_data, scatter_data)
 
 N, CLASSES = 90, 3

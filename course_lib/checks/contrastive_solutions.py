@@ -3,7 +3,7 @@
 Each function is named as the learner's function in the notebook, so `solution("nt_xent")` prints
 exactly the code a learner would write. The notebooks' solution cells are these bodies, and the
 tests check that every solution passes its own check. The checks compare against the library
-(`course_lib.losses`) wherever the library has the same function.
+(`course_lib.contrastive.losses`) wherever the library has the same function.
 """
 
 from __future__ import annotations

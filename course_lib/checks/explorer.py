@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from course_lib.checks.framework import Case, Exercise, check, register
-from course_lib.widgets import neighbour_label_agreement
+from course_lib.explore.embedding import neighbour_label_agreement
 
 
 def _features(gen: torch.Generator, n: int, d: int, classes: int, spread: float) -> tuple[torch.Tensor, torch.Tensor]:

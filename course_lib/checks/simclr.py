@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from course_lib.checks.framework import Case, Exercise, check, register
-from course_lib.evaluate import weighted_knn
+from course_lib.contrastive.evaluate import weighted_knn
 
 
 def _knn_case(n: int, d: int, m: int, k: int, t: float, c: int, scale: float = 1.0):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.augment import batched_flip as _batched_flip
-from course_lib.augment import crop_params_from_uniforms
+from course_lib.contrastive.views import batched_flip as _batched_flip
+from course_lib.contrastive.views import crop_params_from_uniforms
 from course_lib.checks.framework import Case, Exercise, check, register
 
 __all__ = ["check_random_resized_crop_params", "check_batched_flip"]

@@ -60,11 +60,11 @@ class MetaConfig:
     eval_inner_steps: int = 3  # inner SGD steps at test time (MAML uses more than in training)
     meta_lr: float = 1e-3  # Adam step size of the outer loop
     meta_batch: int = 32  # tasks per outer step
-    steps: int = 1000  # outer steps (training stops earlier if time_budget_s runs out)
-    time_budget_s: float | None = None  # seconds of training at most; None: no limit
+    steps: int = 1000  # outer steps, or fewer: as many as fit in budget_s
+    budget_s: float | None = None  # seconds of training at most (turned into steps once); None: no limit
     loss: str = "cross_entropy"  # key of LOSSES
-    # "constant", or "cosine": meta_lr decays to 0 at `steps` or, with a time budget, when the budget is
-    # spent if that comes first (a short run ends on a low learning rate on any machine)
+    # "constant", or "cosine": meta_lr decays to 0 at the run's last step (with a budget, the last step
+    # that fits it, so a short run ends on a low learning rate on any machine)
     lr_schedule: str = "constant"
 
     def __post_init__(self):
@@ -216,10 +216,10 @@ def reptile_direction(model: nn.Module, tasks, *, inner_lr: float, inner_steps: 
 
 
 def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: MetaConfig,
-              impl: str = "vmap") -> tuple[float, torch.Tensor]:
+              impl: str = "vmap") -> tuple[torch.Tensor, torch.Tensor]:
     """One outer step of `cfg.method` (maml, fomaml, reptile) on a batch of tasks.
 
-    Returns (the meta-loss as a float, the per-task query metric (T,) before the update).
+    Returns (the meta-loss, the per-task query metric (T,) before the update), detached tensors.
     """
     optimizer.zero_grad(set_to_none=True)
     kw = dict(inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, loss=cfg.loss, impl=impl)
@@ -236,7 +236,7 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: Me
         raise ValueError(f"meta_step runs maml, fomaml or reptile; {cfg.method!r} has its own step "
                          "(course_lib.meta.protonet_step).")
     optimizer.step()
-    return float(loss.detach()), metric.detach()
+    return loss.detach(), metric.detach()
 
 
 __all__ = ["Params", "LOSSES", "METHODS", "LR_SCHEDULES", "Tasks", "MetaConfig", "check_inner", "check_tasks",

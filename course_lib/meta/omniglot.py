@@ -38,7 +38,7 @@ class OmniglotConfig:
     channels: int = 64  # Conv-4 filters per block
     # MAML's Conv-4 halves the image with stride-2 convolutions, as in the MAML paper's Omniglot network
     # (a quarter of the convolution work of max-pooling: about 4x the outer steps per second on a CPU);
-    # ProtoNet's max-pools, as in its paper. See `course_lib.meta_models.Conv4`.
+    # ProtoNet's max-pools, as in its paper. See `course_lib.meta.models.Conv4`.
     downsample: str = "stride"
     rotate: bool = True  # rotations by 90 degrees make new classes (1200 -> 4800), as in MAML
     maml: MetaConfig = field(default_factory=MetaConfig)
@@ -62,14 +62,14 @@ OMNIGLOT_PRESETS = {
     "laptop": OmniglotConfig(
         channels=32, n_query=5, eval_tasks=600, min_accuracy={"maml": 0.93, "protonet": 0.88},
         maml=MetaConfig(method="maml", inner_lr=0.4, inner_steps=1, eval_inner_steps=3, meta_lr=3e-3,
-                        meta_batch=16, steps=8000, time_budget_s=840.0, lr_schedule="cosine"),
+                        meta_batch=16, steps=8000, budget_s=840.0, lr_schedule="cosine"),
         protonet=MetaConfig(method="protonet", meta_lr=3e-3, meta_batch=16, steps=300, lr_schedule="cosine")),
     # One GPU: the MAML paper's Omniglot recipe (strided Conv-4 x64, meta-batch 32, inner_lr 0.4, 1 step
     # in training) with a cosine decay over a 10-minute budget, 5-way and 20-way, 600 test tasks per setting.
     "full": OmniglotConfig(
         ways=(5, 20), channels=64, n_query=15, eval_tasks=600, protonet_way=20,
         maml=MetaConfig(method="maml", inner_lr=0.4, inner_steps=1, eval_inner_steps=3, meta_lr=1e-3,
-                        meta_batch=32, steps=6000, time_budget_s=600.0, lr_schedule="cosine"),
+                        meta_batch=32, steps=6000, budget_s=600.0, lr_schedule="cosine"),
         protonet=MetaConfig(method="protonet", meta_lr=1e-3, meta_batch=32, steps=3000, lr_schedule="cosine")),
 }
 

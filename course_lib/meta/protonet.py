@@ -67,13 +67,13 @@ def protonet_loss(model: nn.Module, tasks, impl: str = "vmap") -> tuple[torch.Te
 
 
 def protonet_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, impl: str = "vmap"
-                  ) -> tuple[float, torch.Tensor]:
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step on a batch of episodes; returns (loss, per-task accuracy (T,) before the step)."""
     optimizer.zero_grad(set_to_none=True)
     loss, acc = protonet_loss(model, tasks, impl)
     loss.backward()
     optimizer.step()
-    return float(loss.detach()), acc.detach()
+    return loss.detach(), acc.detach()
 
 
 __all__ = ["prototypes", "squared_distances", "protonet_logits", "protonet_loss", "protonet_step"]

@@ -1,6 +1,6 @@
 """The colour half of a SimCLR view, batched: colour jitter (brightness, contrast, saturation, hue) and grayscale.
 
-Two implementations of one distribution, both per image and for a whole batch (`course_lib.augment`
+Two implementations of one distribution, both per image and for a whole batch (`course_lib.contrastive.views`
 draws the parameters and does the geometry):
 
 - fused (`colour_fused`, the default): brightness, contrast, saturation, hue and grayscale are all

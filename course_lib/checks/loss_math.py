@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import losses
+from course_lib.contrastive import losses
 from course_lib.checks import contrastive_solutions as sol
 from course_lib.checks.framework import Case, Exercise, check, compare_outputs, register
 

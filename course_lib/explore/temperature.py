@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from course_lib.losses import validate_temperature
+from course_lib.contrastive.losses import validate_temperature
 
 
 @dataclass(frozen=True)

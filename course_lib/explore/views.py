@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from course_lib.augment import ViewConfig, simclr_views
+from course_lib.contrastive.views import ViewConfig, simclr_views
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ same distributions (crop boxes by torchvision's own rule, jitter order a random 
 image), and applies them to the whole batch at once, on the batch's device:
 - crop + flip: one sampling grid per image (the affine grid of the crop box, mirrored for a flip) and
   one `F.grid_sample` for the batch;
-- colour: `course_lib.color`, impl="fused" (default: each image's jitter and grayscale folded into one
+- colour: `course_lib.contrastive.colour`, impl="fused" (default: each image's jitter and grayscale folded into one
   affine colour map, YIQ hue, one clamp) or impl="exact" (torchvision's steps, clamps and HSV hue).
 
 Randomness: every parameter is drawn from `generator`, on the generator's device, so a seeded
@@ -31,9 +31,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from course_lib.color import colour_exact, colour_fused, wide_dtype
-# The colour operations live in course_lib.color; these names stay importable from here, as before.
-from course_lib.color import adjust_hue, colour_affine, colour_jitter, yiq_hue_matrix  # noqa: F401
+from course_lib.contrastive.colour import colour_exact, colour_fused, wide_dtype
 
 
 @dataclass(frozen=True)
@@ -190,7 +188,7 @@ def draw_view_params(n: int, height: int, width: int, config: ViewConfig = ViewC
 def apply_view_params(x: torch.Tensor, params: dict[str, torch.Tensor], size: int, impl: str = "fused") -> torch.Tensor:
     """Apply drawn parameters to images x (B, 3, H, W) uint8 or float in [0, 1]: (B, 3, size, size) float32.
 
-    Crop + flip in one `grid_sample`, then colour (see `course_lib.color`): impl="fused" folds all
+    Crop + flip in one `grid_sample`, then colour (see `course_lib.contrastive.colour`): impl="fused" folds all
     colour operations into one per-image affine map (YIQ hue) and one clamp, the fast default;
     impl="exact" goes step by step with torchvision's clamps and HSV hue, equal to torchvision's
     output to float precision given the same parameters, and about 5x slower on a CPU.
@@ -270,4 +268,4 @@ def reference_views(x: torch.Tensor, config: ViewConfig = ViewConfig(), generato
 
 __all__ = ["ViewConfig", "check_images", "simclr_views", "reference_views", "reference_transform", "draw_view_params",
            "apply_view_params", "random_resized_crop_params", "crop_params_from_uniforms", "batched_flip",
-           "crop_flip_grid", "adjust_hue", "colour_jitter", "colour_affine", "yiq_hue_matrix"]
+           "crop_flip_grid"]

@@ -1,0 +1,9 @@
+"""Contrastive self-supervised learning: the loss, the views, the networks, SimCLR training, evaluation.
+
+    losses     NT-Xent / InfoNCE (reference; kernels/ has the fused version), alignment, uniformity
+    views      SimCLR views: the torchvision reference and the batched on-device version
+    colour     the colour half of a view (jitter, grayscale), fused and exact
+    models     ResNet-18 with the CIFAR stem, a small CNN, the projection head
+    simclr     SimCLR: configuration, per-tier presets, training through `course_lib.training`
+    evaluate   frozen features: weighted kNN, the linear probe, the baselines to beat
+"""
