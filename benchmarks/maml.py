@@ -36,14 +36,14 @@ NAME = "maml"
 
 def synthetic_tasks(meta_batch: int, n_way: int, k_shot: int, n_query: int, side: int, device, gen) -> tuple:
     """Random images with Omniglot's shapes: throughput does not depend on the pixel values."""
-    from course_lib.meta import Tasks
+    from course_lib.data import Episodes
 
     x = torch.rand(meta_batch, n_way * (k_shot + n_query), 1, side, side, generator=gen).to(device)
     y = torch.arange(n_way).repeat_interleave(k_shot + n_query)
     support = (y.view(n_way, -1)[:, :k_shot]).flatten()
     query = (y.view(n_way, -1)[:, k_shot:]).flatten()
     xs, xq = x[:, : n_way * k_shot], x[:, n_way * k_shot:]
-    return Tasks(xs, support.repeat(meta_batch, 1).to(device), xq, query.repeat(meta_batch, 1).to(device))
+    return Episodes(xs, support.repeat(meta_batch, 1).to(device), xq, query.repeat(meta_batch, 1).to(device))
 
 
 def throughput(args, device) -> list[dict]:
@@ -76,7 +76,7 @@ def time_to_accuracy(args, device) -> list[dict]:
     from course_lib.data import load_omniglot
 
     cfg = OMNIGLOT_PRESETS[args.tier or runtime.tier()]
-    mcfg = replace(cfg.maml, steps=10**9, time_budget_s=args.budget)
+    mcfg = replace(cfg.maml, steps=10**9, budget_s=args.budget)
     train, test = load_omniglot("train").to(device), load_omniglot("test").to(device)
     sample = episode_sampler(train, 5, 1, cfg.n_query, rotate=cfg.rotate)
     test_sample = episode_sampler(test, 5, 1, 15)
@@ -88,12 +88,12 @@ def time_to_accuracy(args, device) -> list[dict]:
         ckpt = Path(tmp) / "maml.pt"
         while True:
             history = meta_train(model, sample, mcfg, generator=gen, checkpoint=ckpt, stop_after=args.eval_every,
-                                 log_every=args.eval_every)
-            seconds, step = history["seconds"][-1], history["step"][-1]
+                                 progress=False)
+            seconds, step = history.seconds, history.step
             score = evaluate(model, test_sample, mcfg, n_tasks=args.eval_tasks, generator=torch.Generator().manual_seed(1))
             curve.append({"step": step, "seconds": seconds, "accuracy": score.mean, "ci95": score.ci95})
             print(f"  {seconds:7.1f} s  step {step:>5}  5-way 1-shot test accuracy {score}")
-            if seconds >= args.budget:
+            if history.done:
                 break
     setting = dict(tier=args.tier or runtime.tier(), channels=cfg.channels, downsample=cfg.downsample,
                    meta_batch=mcfg.meta_batch, n_query=cfg.n_query, inner_steps=mcfg.inner_steps,

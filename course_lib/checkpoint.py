@@ -5,18 +5,21 @@
 
 A save writes to a temporary file in the same folder, flushes it to disk and renames it over the
 old one (`os.replace` is atomic), so a run killed mid-save leaves the previous checkpoint intact.
+That write is `atomic_write`, the kit's one way to write a file that must never be left half-written
+(checkpoints, the data cache, downloads, notebooks).
 Loading uses `torch.load(weights_only=True)`: a checkpoint can hold tensors, numbers, strings and
 containers of them, never arbitrary pickled objects, so opening a file from elsewhere is safe.
-Every training loop in the kit (SimCLR, MAML) uses these functions; none writes its own.
+The kit's one training run (`course_lib.training`) uses these functions; no trainer writes its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import numpy as np
 import torch
@@ -29,6 +32,34 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be used; the message says why and what to do."""
 
 
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True, **open_kwargs) -> Iterator[IO]:
+    """Write `path` all or nothing: `with atomic_write(path) as fh: ...` writes a temporary file in the same
+    folder and renames it over `path` when the block ends without an error.
+
+    An exception (a failed check inside the block, Ctrl-C, a full disk) removes the temporary file and
+    leaves the old `path` as it was. The temporary name is unique, so concurrent writers never share one.
+    durable: flush the file and the rename to the disk (a power cut keeps one of the two versions).
+    The file gets the mode of the one it replaces, or 0644 (mkstemp's 0600 would hide it from others).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as fh:
+            yield fh
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_folder(path.parent)
+
+
 def save_checkpoint(path: str | os.PathLike, kind: str, **state: Any) -> Path:
     """Atomically write `state` (state_dicts, numbers, RNG states...) tagged with `kind` to `path`.
 
@@ -36,21 +67,9 @@ def save_checkpoint(path: str | os.PathLike, kind: str, **state: Any) -> Path:
     """
     if "format" in state:  # `kind` cannot collide: Python itself refuses a second `kind=`
         raise ValueError("'format' is reserved for the checkpoint's own format tag; save that value under another name.")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "kind": kind, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-    return path
+    with atomic_write(path) as fh:
+        torch.save({"format": FORMAT, "kind": kind, **state}, fh)
+    return Path(path)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -129,4 +148,4 @@ def set_rng_state(state: dict, *generators: torch.Generator) -> None:
         g.set_state(s.cpu())
 
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]

@@ -94,11 +94,20 @@ def plan_steps(max_steps: int, budget_s: float, seconds_per_step: float, spent_s
 
 
 class TrainingRun:
-    """A training run of `step` with a plan, a history, checkpoints and a progress bar (see the module doc)."""
+    """A training run of `step` with a plan, a history, checkpoints and a progress bar (see the module doc).
+
+    step: one optimisation step, `step(s) -> {"loss": scalar tensor, ...}`, drawing only from `generators`.
+    model, optimizer: what a checkpoint saves (with every random state) and calibration puts back.
+    steps, budget_s: the plan (see `calibrate`); lr(step, total_steps): the learning rate, set before each step.
+    kind, config, ignore: the checkpoint's tag, and the dataclass whose fields (less `ignore`) a resume must match.
+    checkpoint, checkpoint_every_s: where and how often to save (None: no checkpoint).
+    evaluate, evaluate_every: metrics {name: float} recorded every that many steps and at the end.
+    callback(history): after each evaluation and at the end of the call. stop_after: steps in this call at most.
+    """
 
     def __init__(self, step: StepFn, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                  generators: Sequence[torch.Generator], steps: int, lr: Callable[[int, int], float],
-                 config, kind: str, budget_s: float | None = None, ignore: Sequence[str] = (),
+                 kind: str, config=None, budget_s: float | None = None, ignore: Sequence[str] = (),
                  checkpoint: str | Path | None = None, checkpoint_every_s: float = 60.0,
                  evaluate: Callable[[], Mapping[str, float]] | None = None, evaluate_every: int = 0,
                  callback: Callable[[History], None] | None = None, stop_after: int | None = None,
@@ -109,7 +118,7 @@ class TrainingRun:
             raise ValueError(f"budget_s must be a number of seconds > 0 (or None for no budget), got {budget_s!r}.")
         self.step_fn, self.model, self.optimizer, self.generators = step, model, optimizer, list(generators)
         self.max_steps, self.budget_s, self.lr, self.kind = steps, budget_s, lr, kind
-        self.identity = config_identity(config, ignore)
+        self.identity = config_identity(config, ignore) if config is not None else {}
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every_s, self.evaluate, self.evaluate_every = checkpoint_every_s, evaluate, evaluate_every
         self.callback, self.stop_after, self.progress, self.desc = callback, stop_after, progress, desc

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from course_lib.runtime import data_dir
+from course_lib.similarity import squared_distances
 
 IMPLS = ("auto", "sklearn", "torch")
 EARLY_EXAGGERATION = 12.0  # P multiplier for the first 250 steps (sklearn's default)
@@ -156,12 +157,6 @@ def _row_chunk(n: int, device: torch.device) -> int:
     return max(1, min(n, CHUNK_BYTES.get(device.type, CHUNK_BYTES["cuda"]) // (4 * n)))
 
 
-def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(n, m) squared Euclidean distances between rows of a (n, D) and b (m, D), clamped at 0."""
-    d = (a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2.0 * a @ b.T
-    return d.clamp_min_(0.0)
-
-
 def joint_probabilities(x: torch.Tensor, perplexity: float, n_neighbours: int | None = None,
                         tol: float = 1e-5, steps: int = 100) -> torch.Tensor:
     """Symmetric input affinities P (N, N) float32, summing to 1, zero diagonal, from features x (N, D).
@@ -182,7 +177,7 @@ def joint_probabilities(x: torch.Tensor, perplexity: float, n_neighbours: int | 
     rows = _row_chunk(n, x.device)
     for start in range(0, n, rows):
         idx = torch.arange(start, min(start + rows, n), device=x.device)
-        d = _squared_distances(xf[idx], xf)  # (b, N)
+        d = squared_distances(xf[idx], xf)  # (b, N)
         d[torch.arange(len(idx), device=x.device), idx] = float("inf")  # a point is not its own neighbour
         d, neighbours = d.topk(k, dim=1, largest=False)  # (b, k), nearest first
         d = d.double()  # float64 keeps the entropy exact enough for tol

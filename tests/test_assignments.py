@@ -1,18 +1,30 @@
-"""The instructor -> student pipeline: stubs, metadata, no leaked solutions, no drift, failing checks."""
+"""The instructor -> student pipeline: stubs, metadata, worked solutions, no leaked solutions, no drift,
+failing checks, and the command line from an installed (non-editable) package."""
 
 from __future__ import annotations
 
-import ast
 import json
+import math
+import os
+import subprocess
+import sys
+import sysconfig
+import time
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from course_lib import assignments
 from course_lib.assignments import BEGIN, END, AssignmentError
 from course_lib.checks import REGISTRY, CheckFailed
 
-NOTEBOOKS = sorted(assignments.SOURCE.glob("*.ipynb"))
+REPO = Path(__file__).resolve().parents[1]
+SOURCE, EXERCISES = REPO / "notebooks", REPO / "notebooks" / "exercises"
+SOLUTIONS = REPO / "course_lib" / "checks" / "solutions.json"
+NOTEBOOKS = sorted(SOURCE.glob("*.ipynb"))
 
 
 def _cell(source: str, cell_type: str = "code", **nbgrader) -> dict:
@@ -64,20 +76,72 @@ def test_inconsistent_markers_are_rejected(cell, message):
         assignments.student_notebook(_nb(cell), "nb.ipynb")
 
 
-def test_build_writes_removes_stale_and_detects_drift(tmp_path):
-    src, dest = tmp_path / "notebooks", tmp_path / "notebooks" / "exercises"
-    src.mkdir()
+def _course(root: Path) -> Path:
+    """A one-notebook course in root/notebooks; returns that folder."""
+    src = root / "notebooks"
+    src.mkdir(parents=True)
     (src / "a.ipynb").write_text(assignments.dumps(_nb(_cell(SOLUTION, solution=True, grade_id="double"))))
+    return src
+
+
+def test_build_writes_removes_stale_and_detects_drift(tmp_path):
+    src = _course(tmp_path)
+    dest, sols = src / "exercises", tmp_path / "solutions.json"
     dest.mkdir()
     (dest / "stale.ipynb").write_text("{}")
-    assert [p.name for p in assignments.build(src, dest)] == ["a.ipynb"]
+    assert [p.name for p in assignments.build(src, dest, sols)] == ["a.ipynb", "solutions.json"]
     assert not (dest / "stale.ipynb").exists()
-    assert assignments.drift(src, dest) == []
+    assert assignments.drift(src, dest, sols) == []
     (dest / "a.ipynb").write_text((dest / "a.ipynb").read_text().replace("NotImplementedError", "ValueError"))
-    assert assignments.drift(src, dest) == ["a.ipynb"]
-    assert assignments.main(["check", "--source", str(src), "--dest", str(dest)]) == 1
-    assert assignments.main(["build", "--source", str(src), "--dest", str(dest)]) == 0
-    assert assignments.main(["check", "--source", str(src), "--dest", str(dest)]) == 0
+    assert assignments.drift(src, dest, sols) == ["a.ipynb"]
+    cli = ["--source", str(src), "--out", str(dest), "--solutions", str(sols)]
+    assert assignments.main(["check", *cli]) == 1
+    assert assignments.main(["build", *cli]) == 0
+    assert assignments.main(["check", *cli]) == 0
+
+
+def test_worked_solutions_are_the_solution_cells_without_their_markers(tmp_path):
+    src = _course(tmp_path)
+    worked = json.loads(assignments.solutions_json(src))
+    assert worked == {"double": 'def double(x):\n    """Twice x."""\n    y = x + x\n    return y\n'}
+    markdown = _cell(f"Why?\n{BEGIN}\nBecause.\n{END}", "markdown", solution=True, grade_id="why")
+    assert assignments.worked_solutions(_nb(markdown)) == {}  # a written answer is not code to print
+
+
+def test_a_stale_or_missing_solutions_file_is_drift(tmp_path, capsys):
+    src = _course(tmp_path)
+    dest, sols = src / "exercises", tmp_path / "solutions.json"
+    assignments.build(src, dest, sols)
+    sols.write_text(sols.read_text().replace("x + x", "2 * x"))
+    assert assignments.drift(src, dest, sols) == ["solutions.json"]
+    sols.unlink()
+    assert assignments.drift(src, dest, sols) == ["solutions.json"]
+    assert assignments.main(["check", "--source", str(src), "--solutions", str(sols)]) == 1
+    assert "out of date: solutions.json" in capsys.readouterr().out
+
+
+def test_an_exercise_with_two_solution_cells_is_rejected(tmp_path):
+    src = _course(tmp_path)
+    (src / "b.ipynb").write_text((src / "a.ipynb").read_text())
+    with pytest.raises(AssignmentError, match="'double' has solution cells in two notebooks"):
+        assignments.solutions_json(src)
+    twice = _nb(_cell(SOLUTION, solution=True, grade_id="double"), _cell(SOLUTION, solution=True, grade_id="double"))
+    with pytest.raises(AssignmentError, match="a second solution cell for exercise 'double'"):
+        assignments.worked_solutions(twice, "nb.ipynb")
+
+
+def test_defaults_are_relative_to_the_current_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert assignments.main(["build"]) == 2
+    assert "run from the repository root, or pass --source DIR" in capsys.readouterr().err
+    _course(tmp_path)
+    assert assignments.main(["build"]) == 0  # a course folder that is not a checkout of the kit
+    assert "worked solutions file is left alone" in capsys.readouterr().out
+    assert (tmp_path / "notebooks" / "exercises" / "a.ipynb").exists() and not list(tmp_path.rglob("*.json"))
+    (tmp_path / "course_lib" / "checks").mkdir(parents=True)
+    assert assignments.main(["build"]) == 0  # a checkout: the solutions file is written where it ships
+    assert "double" in json.loads((tmp_path / "course_lib" / "checks" / "solutions.json").read_text())
+    assert assignments.main(["check"]) == 0
 
 
 def test_strip_clears_outputs_in_place(tmp_path):
@@ -119,9 +183,17 @@ def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 2, "notebooks/ should hold the course"
 
 
-def test_committed_student_versions_equal_a_fresh_build():
-    stale = assignments.drift()
+def test_committed_student_versions_and_solutions_equal_a_fresh_build():
+    stale = assignments.drift(SOURCE, EXERCISES, SOLUTIONS)
     assert not stale, f"run `python -m course_lib.assignments build`: {stale} differ from a fresh build"
+
+
+@pytest.fixture(scope="module")
+def fresh_build(tmp_path_factory) -> Path:
+    """Student versions built now from the instructor notebooks, in a temporary folder."""
+    out = tmp_path_factory.mktemp("exercises")
+    assignments.build(SOURCE, out)
+    return out
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -162,35 +234,26 @@ def _solution_lines(nb: dict) -> tuple[set[str], str]:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_no_solution_text_survives_in_the_student_version(path):
+def test_no_solution_text_survives_in_the_student_version(path, fresh_build):
     secret, _ = _solution_lines(assignments.read(path))
-    student = (assignments.DEST / path.name).read_text()
+    student = (fresh_build / path.name).read_text()
     leaked = sorted(line for line in secret if json.dumps(line)[1:-1] in student)
     assert BEGIN not in student and END not in student
     assert not leaked, f"{path.name}: solution lines survive in the student version: {leaked[:5]}"
 
 
-def _imports_before(nb: dict, index: int) -> str:
-    """The import statements of every code cell before `index` (enough to define the learner's function)."""
-    lines = []
-    for cell in nb["cells"][:index]:
-        if cell["cell_type"] != "code":
-            continue
-        try:
-            tree = ast.parse(assignments._source(cell))
-        except SyntaxError:
-            continue
-        lines += [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    return "\n".join(lines)
+def _notebook_namespace() -> dict:
+    """What every course notebook has imported before its first exercise (the checks included)."""
+    namespace = {"torch": torch, "F": F, "nn": nn, "math": math}
+    exec("from course_lib.checks import *", namespace)
+    return namespace
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_every_student_check_fails_with_its_learner_facing_message(path):
-    student = assignments.read(assignments.DEST / path.name)
+def test_every_student_check_fails_with_its_learner_facing_message(path, fresh_build):
+    student = assignments.read(fresh_build / path.name)
     for index, name in _exercises(student):
-        namespace: dict = {}
-        exec(_imports_before(student, index), namespace)
-        exec("from course_lib.checks import *", namespace)
+        namespace = _notebook_namespace()
         try:
             exec(assignments._source(student["cells"][index]), namespace)
         except NotImplementedError:
@@ -201,3 +264,70 @@ def test_every_student_check_fails_with_its_learner_facing_message(path):
             message = str(failure.value)
             assert "Not implemented yet" in message and f"hint('{name}')" in message, (
                 f"{path.name} exercise {name!r}: the student check should say it is not implemented yet, said: {message}")
+
+
+# --- the instructor tool from an installed package ----------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def _run(cmd: list, cwd: Path) -> str:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_installed_package_builds_student_versions_outside_the_repository(tmp_path):
+    """A non-editable install (offline, reusing this environment's torch) builds from any folder, writes
+    only where it is told, and ships the worked solutions as package data."""
+    started = time.perf_counter()
+    src = tmp_path / "src"  # a copy, so that building the wheel writes nothing into the checkout
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        (src / name).write_bytes((REPO / name).read_bytes())
+    _copy_package(REPO / "course_lib", src / "course_lib")
+    venv = tmp_path / "venv"
+    # This environment's packages (torch, pip, setuptools) come through a .pth line in the new venv rather
+    # than --system-site-packages, which would reach only the base interpreter's (here, as in CI, the
+    # dependencies live in a venv). A .pth path line adds the folder but runs none of the .pth files in
+    # it, so this environment's editable install of the kit stays out of the way.
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path)
+    python = venv / "bin" / "python"
+    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path).strip())
+    outer = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (site / "outer-environment.pth").write_text("".join(f"{path}\n" for path in outer))
+    # --ignore-installed: pip must not touch the editable install it can now see.
+    _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+          "--ignore-installed", src], tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    installed = _run([python, "-c", "import course_lib; print(course_lib.__file__)"], outside)
+    assert Path(installed.strip()).is_relative_to(site), installed
+    before = _tree(site)
+
+    out = _run([python, "-m", "course_lib.assignments", "build", "--source", SOURCE, "--out", tmp_path / "ex"], outside)
+    assert "worked solutions file is left alone" in out
+    student = sorted(p.name for p in (tmp_path / "ex").glob("*.ipynb"))
+    assert student == [p.name for p in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        secret, _ = _solution_lines(assignments.read(path))
+        text = (tmp_path / "ex" / path.name).read_text()
+        assert BEGIN not in text and not [line for line in secret if json.dumps(line)[1:-1] in text], path.name
+    printed = _run([python, "-c", "from course_lib.checks import solution; solution('nt_xent')"], outside)
+    assert printed.startswith("def nt_xent(z, temperature=0.5):")
+    assert _tree(site) == before, "the installed tool wrote into site-packages"
+    assert list(outside.iterdir()) == []
+    print(f"install and build from a non-editable install: {time.perf_counter() - started:.1f} s")
+
+
+def _copy_package(src: Path, dest: Path) -> None:
+    """The package's files without caches or build leftovers."""
+    for path in src.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())

@@ -270,7 +270,8 @@ def test_cuda_matches_cpu_given_the_same_parameters():
 
 def test_view_explorer_controls_change_the_config_and_draw():
     pytest.importorskip("ipywidgets")
-    from course_lib.explore.views import VIEWS_LESSON_PRESETS, ViewExplorer, view_pairs_figure
+    from course_lib.explore.views import ViewExplorer, view_pairs_figure
+    from course_lib.lessons import VIEWS_LESSON_PRESETS
 
     explorer = ViewExplorer(_images(4), seed=3)
     explorer.switches["color"].value = False  # what a click on the checkbox does

@@ -70,3 +70,22 @@ def test_rng_state_round_trip_through_a_file(tmp_path):
     assert first == again
     with pytest.raises(CheckpointError, match="generator state"):
         set_rng_state(load_checkpoint(path, "test")["rng"])
+
+
+def test_atomic_write_is_all_or_nothing_and_keeps_the_file_mode(tmp_path):
+    from course_lib.checkpoint import atomic_write
+
+    path = tmp_path / "notes.txt"
+    path.write_text("old")
+    path.chmod(0o640)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(path, "w") as fh:
+            fh.write("half of the new")
+            raise KeyboardInterrupt  # Ctrl-C mid-write
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    with atomic_write(path, "w") as fh:
+        fh.write("new")
+    assert path.read_text() == "new" and (path.stat().st_mode & 0o777) == 0o640
+    with atomic_write(tmp_path / "sub" / "fresh.bin") as fh:  # a new file in a new folder: created, mode 0644
+        fh.write(b"x")
+    assert ((tmp_path / "sub" / "fresh.bin").stat().st_mode & 0o777) == 0o644

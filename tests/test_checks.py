@@ -1,20 +1,32 @@
 """The exercise framework: a right answer passes, and each kind of wrong answer gets its own message.
 
-Then the contrastive exercises of notebooks 00 and 01: every worked solution passes its check, a stub
-is "Not implemented yet", and each classic bug gets its specific diagnosis.
+Then the course's exercises: every worked solution in an instructor notebook passes its check cell
+(against an independent reference), every exercise has exactly one worked solution in solutions.json,
+a stub is "Not implemented yet", and each classic bug gets its specific diagnosis.
 """
 
 from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import json
+import math
+import random
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import checks
+from course_lib import assignments, checks
 from course_lib.checks import CheckFailed, Case, Exercise, check, framework, hint, run, solution
-from course_lib.checks import contrastive, contrastive_solutions as sol
+from course_lib.checks import loss_math, solutions
+from course_lib.contrastive import losses
 from course_lib.contrastive.losses import positive_index
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
 def _reference_softplus(x):
@@ -31,7 +43,6 @@ def exercise(monkeypatch):
          Case("large inputs (100)", lambda g: (torch.full((2,), 100.0),)),
          Case("a 3-D input must raise ValueError", lambda g: (torch.randn(2, 2, 2, generator=g),), raises=ValueError)],
         hints=["first hint", "second hint", "last hint"],
-        solution="def softplus(x):\n    return torch.logaddexp(x, torch.zeros_like(x))\n",
     )
     monkeypatch.setitem(framework.REGISTRY, ex.name, ex)
     monkeypatch.setattr(framework, "_hints_shown", {})
@@ -203,54 +214,86 @@ def test_hints_progress_then_stay_on_the_last(exercise, capsys):
     assert capsys.readouterr().out.count("Hint") == 4
 
 
-def test_solution_prints_source(exercise, capsys):
+def test_solution_prints_the_worked_solution_from_the_solutions_file(exercise, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "solutions.json"
+    path.write_text(json.dumps({exercise.name: "def softplus(x):\n    return torch.logaddexp(x, torch.zeros_like(x))"}))
+    monkeypatch.setattr(solutions, "SOLUTIONS_FILE", path)
     text = solution(exercise.name)
-    assert "torch.logaddexp" in text and "torch.logaddexp" in capsys.readouterr().out
-    no_solution = Exercise(**{**exercise.__dict__, "solution": None})
-    framework.REGISTRY[exercise.name] = no_solution
-    assert "def _reference_softplus(x):" in solution(exercise.name)  # defaults to the reference's source
+    assert text.startswith("def softplus(x):") and capsys.readouterr().out == text + "\n"
 
 
-def test_unknown_exercise_names_the_known_ones():
-    with pytest.raises(KeyError, match="no exercise called 'nope'.*nt_xent"):
-        hint("nope")
-    with pytest.raises(KeyError, match="no exercise called 'nope'"):
-        solution("nope")
+def test_solution_says_when_this_installation_has_none(exercise, tmp_path, monkeypatch):
+    monkeypatch.setattr(solutions, "SOLUTIONS_FILE", tmp_path / "missing.json")
+    assert "not available in this installation" in solution(exercise.name)
+    (tmp_path / "old.json").write_text("{}")
+    monkeypatch.setattr(solutions, "SOLUTIONS_FILE", tmp_path / "old.json")
+    assert "No worked solution for '_test_softplus'" in solution(exercise.name)
 
 
-# ---- the contrastive exercises ------------------------------------------------------------------
-
-SOLUTIONS = {
-    "l2_normalize": sol.l2_normalize, "softmax_cross_entropy": sol.softmax_cross_entropy, "nt_xent": sol.nt_xent,
-    "similarity_gradient": sol.similarity_gradient, "info_nce_bound": sol.info_nce_bound,
-    "alignment": sol.alignment, "uniformity": sol.uniformity, "fix_positive_pairs": sol.fixed_positive_pairs,
-    "fix_similarity_shape": sol.fixed_similarity_matrix, "fix_cached_logits": sol.fixed_cached_loss,
-    "fix_meta_update": sol.fixed_meta_update, "fix_flatten_size": sol.FixedNet,
-}
+@pytest.mark.parametrize("call", [lambda: hint("nope"), lambda: solution("nope"), lambda: check("nope", abs)],
+                         ids=["hint", "solution", "check"])
+def test_unknown_exercise_names_the_known_ones(call):
+    with pytest.raises(KeyError, match="no exercise called 'nope'; known: .*nt_xent") as failure:
+        call()
+    assert isinstance(failure.value, checks.UnknownExercise) and not str(failure.value).startswith(("'", '"'))
 
 
-def test_every_contrastive_exercise_has_a_check_and_enough_hints():
-    assert set(SOLUTIONS) == {ex.name for ex in contrastive.EXERCISES}
-    for name in SOLUTIONS:
-        assert callable(getattr(checks, f"check_{name}")), name
-        assert len(framework.REGISTRY[name].hints) >= 2, name
+# ---- the course's exercises ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(SOLUTIONS))
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_worked_solution_passes_its_check(name, seed):
-    learner = contrastive._Build(SOLUTIONS[name]) if name == "fix_flatten_size" else SOLUTIONS[name]
-    result = run(framework.REGISTRY[name], learner, seed=seed)
-    assert result.passed, result.message
+def _notebook_exercises() -> list[tuple[Path, str, str, str]]:
+    """(notebook, exercise, worked solution without markers, its check cell) for every instructor notebook."""
+    found = []
+    for path in NOTEBOOKS:
+        nb = assignments.read(path)
+        check_cells = {assignments._nbgrader(c).get("grade_id"): assignments._source(c) for c in nb["cells"]}
+        for name, code in assignments.worked_solutions(nb, path.name).items():
+            found.append((path, name, code, check_cells.get(f"check_{name}", "")))
+    return found
 
 
-def test_check_functions_print_success(capsys):
-    assert checks.check_nt_xent(sol.nt_xent).passed and checks.check_fix_flatten_size(sol.FixedNet).passed
-    out = capsys.readouterr().out
-    assert "✓ nt_xent: 5 cases passed" in out and "✓ fix_flatten_size: 3 cases passed" in out
+NOTEBOOK_EXERCISES = _notebook_exercises()
 
 
-@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def _namespace() -> dict:
+    """What a notebook has imported by the time it reaches an exercise."""
+    namespace = {"torch": torch, "F": F, "nn": nn, "math": math}
+    exec("from course_lib.checks import *", namespace)
+    return namespace
+
+
+def test_the_course_has_exercises():
+    assert len(NOTEBOOKS) >= 6 and len(NOTEBOOK_EXERCISES) >= 20
+
+
+@pytest.mark.parametrize("path,name,code,check_cell", NOTEBOOK_EXERCISES,
+                         ids=[f"{p.stem[:2]}-{n}" for p, n, _, _ in NOTEBOOK_EXERCISES])
+def test_worked_solution_in_the_notebook_passes_its_check_cell(path, name, code, check_cell):
+    """The notebook's own solution cell, then its check cell: a broken worked solution fails here."""
+    assert f"check_{name}(" in check_cell, f"{path.name}: no check cell with grade_id check_{name}"
+    random.seed(f"{path.name}:{name}")  # the check's random cases, reproducibly
+    namespace, out = _namespace(), io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, f"{path.name}:{name}", "exec"), namespace)
+        exec(compile(check_cell, f"{path.name}:check_{name}", "exec"), namespace)
+    assert out.getvalue().startswith(f"✓ {name}:"), out.getvalue()
+
+
+def test_every_exercise_has_one_worked_solution_and_every_solution_an_exercise():
+    worked = solutions.load()
+    assert worked is not None, "course_lib/checks/solutions.json is missing: run `python -m course_lib.assignments build`"
+    assert set(worked) == set(framework.REGISTRY)
+    assert worked == {name: code for _, name, code, _ in NOTEBOOK_EXERCISES}, (
+        "solutions.json differs from the notebooks' solution cells: run `python -m course_lib.assignments build`")
+
+
+@pytest.mark.parametrize("name", sorted(framework.REGISTRY))
+def test_every_exercise_has_a_public_check_and_enough_hints(name):
+    assert callable(getattr(checks, f"check_{name}")) and f"check_{name}" in checks.__all__
+    assert len(framework.REGISTRY[name].hints) >= 2
+
+
+@pytest.mark.parametrize("name", sorted(framework.REGISTRY))
 def test_stub_is_not_implemented_yet(name):
     def stub(*args, **kwargs):
         raise NotImplementedError(f"Exercise '{name}': replace this line with your code.")
@@ -259,13 +302,30 @@ def test_stub_is_not_implemented_yet(name):
         getattr(checks, f"check_{name}")(stub)
 
 
-@pytest.mark.parametrize("name", sorted(SOLUTIONS))
-def test_solution_shows_the_worked_solution(name, capsys):
-    text = solution(name)
-    assert text.lstrip().startswith(("def ", "class ")) and text == capsys.readouterr().out.rstrip("\n") + "\n"
+def test_solution_shows_the_notebook_cell(capsys):
+    text = solution("nt_xent")
+    assert text.startswith("def nt_xent(z, temperature=0.5):") and "F.cross_entropy" in text
+    assert assignments.BEGIN not in text and assignments.END not in text
+    assert capsys.readouterr().out == text + "\n"
 
 
-# The bugs of notebook 01, exactly as the learner sees them.
+def test_similarity_reference_is_the_librarys_loss():
+    """similarity_gradient's reference differentiates the loss written on sim: it must be NT-Xent's."""
+    z = torch.randn(8, 5, generator=torch.Generator().manual_seed(0))
+    zn = F.normalize(z, dim=1)
+    assert torch.allclose(loss_math._loss_from_similarities(zn @ zn.T, 0.3), losses.nt_xent_reference(z, 0.3))
+
+
+# The bugs of notebook 01, exactly as the learner sees them; the fixed versions come from solutions.json.
+
+def _worked(name: str):
+    """The function or class that exercise `name`'s worked solution defines."""
+    code = solutions.load()[name]
+    namespace = _namespace()
+    exec(code, namespace)
+    defined = [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    return namespace[defined[-1]]
+
 
 def buggy_positive_pairs(z, temperature=0.5):
     rows = len(z)
@@ -293,14 +353,21 @@ def make_cached_loss():
 
 
 def buggy_meta_update(w, x_support, y_support, x_query, y_query, inner_lr, meta_lr):
-    w_new = sol.fixed_meta_update(w, x_support, y_support, x_query, y_query, inner_lr, meta_lr)
+    w_new = _worked("fix_meta_update")(w, x_support, y_support, x_query, y_query, inner_lr, meta_lr)
     return 2 * w - w_new  # w + meta_lr * gradient
 
 
-class BuggyNet(sol.FixedNet):
+class BuggyNet(nn.Module):
     def __init__(self, in_channels=1, image_size=28, n_classes=5):
-        super().__init__(in_channels, image_size, n_classes)
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
         self.head = nn.Linear(32 * image_size * image_size, n_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
 
 
 def nt_xent_with_diagonal(z, temperature=0.5):
@@ -324,7 +391,13 @@ def naive_cross_entropy(logits, targets):
 
 
 def nt_xent_without_raise(z, temperature=0.5):
-    return sol.nt_xent(z[: len(z) // 2 * 2], temperature)
+    return losses.nt_xent_reference(z[: len(z) // 2 * 2], temperature)
+
+
+def info_nce_bound_truncating(anchors, positives, temperature=0.1):
+    """Right on pairs; silently drops the extra rows of a mismatched batch instead of raising."""
+    a, p = anchors[: len(positives)], positives[: len(anchors)]
+    return math.log(len(a)) - losses.info_nce(a, p, temperature)
 
 
 BUGS = [
@@ -337,12 +410,12 @@ BUGS = [
     ("nt_xent", nt_xent_unnormalised, "L2-normalise the rows"),
     ("nt_xent", nt_xent_without_raise, "should raise ValueError"),
     ("softmax_cross_entropy", naive_cross_entropy, "NaN or inf"),
-    ("similarity_gradient", lambda s, t: sol.similarity_gradient(s, t) * len(s), "the right one times"),
-    ("similarity_gradient", lambda s, t: sol.similarity_gradient(s, t) + torch.eye(len(s)), "diagonal must be exactly 0"),
+    ("similarity_gradient", lambda s, t: _worked("similarity_gradient")(s, t) * len(s), "the right one times"),
+    ("similarity_gradient", lambda s, t: _worked("similarity_gradient")(s, t) + torch.eye(len(s)), "diagonal must be exactly 0"),
     ("uniformity", uniformity_with_self_pairs, "distance to itself"),
     ("l2_normalize", lambda x: x / x.norm(dim=1, keepdim=True), "NaN or inf"),
-    ("alignment", lambda x, y, alpha=2.0: sol.alignment(x, y, alpha).detach(), "no gradient reaches input 0"),
-    ("info_nce_bound", lambda a, p, t=0.1: sol.info_nce_bound(a[: len(p)], p[: len(a)], t), "should raise ValueError"),
+    ("alignment", lambda x, y, alpha=2.0: losses.alignment(x, y, alpha).detach(), "no gradient reaches input 0"),
+    ("info_nce_bound", info_nce_bound_truncating, "should raise ValueError"),
 ]
 
 
@@ -353,13 +426,11 @@ def test_each_bug_gets_its_specific_message(name, buggy, words):
     assert words in str(failure.value)
 
 
-# ---- the exercises of notebooks 02 (views) ------------------------------------------------------
+# ---- the exercises of notebook 02 (views) -------------------------------------------------------
 
-def test_views_exercises_accept_the_library_and_reject_classic_bugs():
-    from course_lib.contrastive.views import batched_flip, crop_params_from_uniforms
+def test_views_exercises_reject_classic_bugs():
+    from course_lib.contrastive.views import crop_params_from_uniforms
 
-    assert checks.check_batched_flip(batched_flip).passed
-    assert checks.check_random_resized_crop_params(crop_params_from_uniforms).passed
     with pytest.raises(CheckFailed, match="wrong values"):  # mirrored top-bottom instead of left-right
         checks.check_batched_flip(lambda x, flip: torch.where(flip.view(-1, 1, 1, 1), x.flip(-2), x))
 

@@ -116,7 +116,7 @@ def test_cifar_download_verifies_renames_and_extracts(tmp_path, monkeypatch):
     with pytest.warns(DataIntegrityWarning):
         x, y = load_cifar10("test", root=root, download=True)
     assert x.shape == (PER_BATCH, 3, 32, 32)
-    assert (root / "cifar-10-python.tar.gz").is_file() and not list(root.glob("*.part"))
+    assert (root / "cifar-10-python.tar.gz").is_file() and not list(root.glob(".*.tmp"))  # no temporary file left
 
 
 def test_download_with_wrong_md5_leaves_nothing_and_says_so(tmp_path, monkeypatch):
@@ -126,7 +126,7 @@ def test_download_with_wrong_md5_leaves_nothing_and_says_so(tmp_path, monkeypatc
     with pytest.raises(DataNotFoundError, match="MD5") as info:
         load_cifar10("train", root=root)
     assert "materialize.py" in str(info.value)
-    assert not (root / "cifar-10-python.tar.gz").exists() and not list(root.glob("*.part"))
+    assert not (root / "cifar-10-python.tar.gz").exists() and not list(root.glob(".*.tmp"))
 
 
 def test_download_failure_is_reported_with_the_url(tmp_path):

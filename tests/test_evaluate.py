@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from course_lib.contrastive.evaluate import (extract_features, knn_accuracy, linear_probe, random_init_like, raw_pixel_features,
-                                 weighted_knn)
+from course_lib.contrastive.evaluate import (extract_features, knn_accuracy, linear_probe, raw_pixel_features,
+                                             weighted_knn)
 from course_lib.contrastive.models import SmallCNN
 
 
@@ -43,11 +43,12 @@ def test_knn_accuracy_on_separated_clusters_and_bad_k():
     ytr, yte = torch.arange(3).repeat(20), torch.arange(3).repeat(5)
     xtr = centres[ytr] + torch.randn(60, 3, generator=gen)
     xte = centres[yte] + torch.randn(15, 3, generator=gen)
-    assert knn_accuracy(xtr, ytr, xte, yte, k=10) == 1.0
-    # k is capped at N: k=200 on 60 training rows votes with all of them, exactly like k=60
-    assert knn_accuracy(xtr, ytr, xte, yte, k=200) == knn_accuracy(xtr, ytr, xte, yte, k=60) == 1.0
-    with pytest.raises(ValueError, match="k must be between 1"):
-        weighted_knn(xtr, ytr, xte, k=61)
+    assert knn_accuracy(xtr, ytr, xte, yte, k=10) == knn_accuracy(xtr, ytr, xte, yte, k=60) == 1.0
+    # k beyond N (60 training rows) is an error in both, with the same message saying how to use all of them
+    for bad_k in (61, 200, 0):
+        for fn in (lambda: weighted_knn(xtr, ytr, xte, k=bad_k), lambda: knn_accuracy(xtr, ytr, xte, yte, k=bad_k)):
+            with pytest.raises(ValueError, match=r"k must be between 1 and the number of training features N = 60.*k=min\(k, 60\)"):
+                fn()
 
 
 def test_linear_probe_never_sends_a_gradient_to_the_encoder():
@@ -85,16 +86,3 @@ def test_raw_pixel_features_and_resize():
     assert f.shape == (3, 3 * 16 * 16)
     torch.testing.assert_close(f.mean(1), torch.zeros(3), atol=1e-6, rtol=0)
     assert extract_features(SmallCNN(4), x, size=16).shape == (3, 32)
-
-
-def test_random_init_like_resets_weights_and_statistics_reproducibly():
-    trained = SmallCNN(width=4)
-    with torch.no_grad():
-        for p in trained.parameters():
-            p.fill_(0.5)
-    trained.features[0][1].running_mean.fill_(3.0)
-    a, b = random_init_like(trained, seed=3), random_init_like(trained, seed=3)
-    assert not a.training and trained.features[0][1].running_mean[0] == 3.0   # the original is untouched
-    assert a.features[0][1].running_mean.abs().max() == 0
-    conv = a.features[0][0].weight
-    assert not torch.all(conv == 0.5) and torch.equal(conv, b.features[0][0].weight)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -125,3 +126,30 @@ def test_report_propagates_an_invalid_tier(monkeypatch):
     monkeypatch.setenv("COURSE_TIER", "turbo")
     with pytest.raises(ValueError, match="turbo"):
         runtime.report(verbose=False)
+
+
+@pytest.mark.skipif(not os.environ.get("COURSE_RUNS_PROBE"), reason="run by the test below, in its own pytest session")
+def test_runs_folder_probe():
+    folder = runtime.runs_dir()
+    assert folder.is_dir() and not any(folder.iterdir())  # fresh: nothing to resume
+    (folder / "simclr-smoke.pt").write_text("a checkpoint a notebook would leave")
+    with open(os.environ["COURSE_RUNS_PROBE"], "a") as fh:
+        fh.write(f"{folder}\n")
+
+
+def test_the_test_command_trains_in_a_fresh_runs_folder_each_time(tmp_path):
+    """Two pytest sessions with COURSE_RUNS_DIR unset each get a new, empty runs folder, never the learner's."""
+    import subprocess
+    import sys
+
+    probe = tmp_path / "seen.txt"
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_RUNS_DIR"}
+    env["COURSE_RUNS_PROBE"] = str(probe)
+    for _ in range(2):
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"{__file__}::test_runs_folder_probe"], cwd=Path(__file__).parents[1], env=env, check=True,
+                       capture_output=True)
+    seen = probe.read_text().split()
+    assert len(seen) == 2 and seen[0] != seen[1]
+    assert not any(Path(s).exists() for s in seen)  # removed after each session
+    assert runtime.DEFAULT_RUNS_DIR not in map(Path, seen)

@@ -6,7 +6,7 @@ import matplotlib
 import pytest
 import torch
 
-from course_lib.explore.temperature import example_similarities, temperature_explorer, temperature_stats
+from course_lib.explore.temperature import TemperatureExplorer, example_similarities, temperature_stats
 
 matplotlib.use("Agg")
 
@@ -40,13 +40,23 @@ def test_stable_at_tiny_temperature_and_validates():
         temperature_stats(positive, negatives[None], 0.1)
 
 
-def test_explorer_draws_a_static_figure_and_returns_its_stats():
-    stats = temperature_explorer(temperatures=(0.1, 1.0))
+def test_explorer_draws_one_row_per_temperature_and_keeps_its_stats():
+    explorer = TemperatureExplorer(temperatures=(0.1, 1.0))
+    stats = explorer.stats
     assert len(stats) == 2 and stats[0].hard_share > stats[1].hard_share
+    assert len(explorer.draw().axes) == 4  # two panels per row
+    explorer.sliders[1].value = 0.05  # what the second slider does
+    assert explorer.temperatures == (0.1, 0.05) and explorer.stats[1].hard_share > stats[0].hard_share
+    explorer.set(0, 2.0)
+    assert explorer.temperatures == (2.0, 0.05) and explorer.sliders[0].value == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="outside the sliders' range"):
+        explorer.set(0, 50.0)
+    with pytest.raises(ValueError, match="temperature"):
+        TemperatureExplorer(temperatures=(0.1, 0.0))
 
 
 def test_explorer_keeps_a_given_positive_with_the_default_negatives():
-    stats = temperature_explorer(positive=0.95, temperatures=(0.5,))
+    stats = TemperatureExplorer(positive=0.95, temperatures=(0.5,)).stats
     _, negatives = example_similarities()
     assert stats[0].loss == pytest.approx(temperature_stats(0.95, negatives, 0.5).loss)
     assert stats[0].loss < temperature_stats(0.7, negatives, 0.5).loss  # an easier positive: a lower loss

@@ -68,7 +68,7 @@ def test_pca_init_matches_sklearn_scaling():
 
 
 def test_torch_quality_matches_sklearn():
-    """The issue's bounds on a fixed dataset: trustworthiness within 0.01, 2-D 10-NN accuracy within 2 points."""
+    """The fast path must map as well as the reference, on a fixed dataset: trustworthiness within 0.01, 2-D 10-NN accuracy within 2 points."""
     x, labels = mixture(400, seed=0)
     ref = T.tsne(x, impl="sklearn", cache=False)
     got = T.tsne(x, impl="torch", cache=False)

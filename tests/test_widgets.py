@@ -1,4 +1,5 @@
-"""The embedding explorer, headless: its pure functions, and widget values driving its state through observers."""
+"""The explorers, headless: their pure functions, widget values driving their state through observers, and
+the one display style they share (`explore.figures`)."""
 
 import matplotlib
 import pytest
@@ -9,8 +10,10 @@ matplotlib.use("Agg")
 from course_lib import tsne as T  # noqa: E402
 from course_lib.checks import check_neighbour_label_agreement  # noqa: E402
 from course_lib.checks.framework import CheckFailed  # noqa: E402
-from course_lib.explore.embedding import (EXPLORER_PRESETS, EmbeddingExplorer, closest_point, display_image,  # noqa: E402
-                                nearest_neighbours, neighbour_label_agreement, neighbour_panel_data, scatter_data)
+from course_lib.explore.embedding import (EmbeddingExplorer, closest_point, nearest_neighbours,  # noqa: E402
+                                         neighbour_label_agreement, neighbour_panel_data, scatter_data)
+from course_lib.explore.figures import DPI, figure_png, image_array  # noqa: E402
+from course_lib.lessons import DEMO_PRESETS, EXPLORER_PRESETS, VIEWS_LESSON_PRESETS  # noqa: E402
 
 N, CLASSES = 90, 3
 NAMES = ["cat", "dog", "ship"]
@@ -74,9 +77,6 @@ def test_panel_data_and_images(data):
     assert [n["index"] for n in panel["neighbours"]] == nearest_neighbours(trained, 4, 5)[0].tolist()
     assert panel["agreement"] == sum(n["same_class"] for n in panel["neighbours"]) / 5
     assert neighbour_panel_data(trained, labels, 4, 5)["neighbours"][0]["image"] is None
-    assert display_image(torch.full((1, 4, 4), 255, dtype=torch.uint8)).max() == 1.0
-    normalised = display_image(torch.randn(3, 4, 4) * 3)
-    assert normalised.min() >= 0 and normalised.max() <= 1
 
 
 def test_closest_point():
@@ -144,15 +144,16 @@ def test_bad_explorer_input_is_explained(data):
         EmbeddingExplorer({}, labels)
 
 
-def test_presets_fit_their_tier():
+def test_lesson_presets_cover_every_tier_and_fit_it():
+    for presets in (EXPLORER_PRESETS, VIEWS_LESSON_PRESETS, DEMO_PRESETS):
+        assert set(presets) == {"smoke", "laptop", "full"}
     assert EXPLORER_PRESETS["smoke"].n_points <= 500
     for cfg in EXPLORER_PRESETS.values():
         assert cfg.n_points >= 3 * cfg.perplexity and cfg.k >= 1
+    assert DEMO_PRESETS["smoke"].rows <= DEMO_PRESETS["laptop"].rows <= DEMO_PRESETS["full"].rows
 
 
-def test_check_accepts_the_library_and_rejects_a_self_counting_answer():
-    check_neighbour_label_agreement(neighbour_label_agreement)
-
+def test_check_rejects_a_self_counting_answer():
     def counts_itself(features, labels, k):
         f = torch.nn.functional.normalize(features.float(), dim=1)
         neighbours = (f @ f.T).topk(k, dim=1).indices  # forgot to exclude the point itself
@@ -160,3 +161,98 @@ def test_check_accepts_the_library_and_rejects_a_self_counting_answer():
 
     with pytest.raises(CheckFailed, match="wrong value"):
         check_neighbour_label_agreement(counts_itself)
+
+
+def test_image_array_scales_each_image_for_imshow():
+    assert image_array(torch.full((1, 4, 4), 255, dtype=torch.uint8)).shape == (4, 4)  # gray: C = 1 dropped
+    assert image_array(torch.full((1, 4, 4), 255, dtype=torch.uint8)).max() == 1.0
+    normalised = image_array(torch.randn(3, 4, 5) * 3)
+    assert normalised.shape == (4, 5, 3) and normalised.min() == 0 and normalised.max() == 1  # stretched
+    in_range = torch.rand(3, 4, 5) * 0.5
+    batch = image_array(torch.stack([in_range, torch.randn(3, 4, 5) * 3, in_range + 1e-3]))
+    assert batch.shape == (3, 4, 5, 3)
+    torch.testing.assert_close(torch.from_numpy(batch[0]), in_range.permute(1, 2, 0))  # left alone
+    assert batch[1].min() == 0 and batch[1].max() == 1 and batch[2].max() <= 1  # each image on its own
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        image_array(torch.zeros(4, 8, 8))
+
+
+def _explorers(data, tmp_path, monkeypatch):
+    """One small instance of each explorer of the course, and a change of state for each."""
+    from course_lib.explore.adaptation import AdaptationExplorer
+    from course_lib.explore.temperature import TemperatureExplorer
+    from course_lib.explore.views import ViewExplorer
+    from course_lib.meta.models import SinusoidMLP
+
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    labels, random, trained, images = data
+    embedding = EmbeddingExplorer({"random init": random, "SimCLR": trained}, labels, images=images, perplexity=10, k=3)
+    temperature = TemperatureExplorer(temperatures=(0.1, 1.0))
+    views = ViewExplorer(images[:3], seed=1)
+    adaptation = AdaptationExplorer({"a": SinusoidMLP(8)}, inner_lr=0.01, max_steps=3, max_shots=6, inner_steps=0, shots=3)
+    return [(embedding, lambda: setattr(embedding.view_picker, "value", "SimCLR")),
+            (temperature, lambda: temperature.set(1, 0.05)),
+            (views, lambda: views.sliders["strength"].__setattr__("value", 2.0)),
+            (adaptation, lambda: adaptation.set(inner_steps=3))]
+
+
+def test_every_explorer_is_one_output_whose_figure_updates_in_place(data, tmp_path, monkeypatch):
+    """Displayed: the widget and a PNG of the same figure in one bundle; a change replaces the PNG inside."""
+    import base64
+    import io
+
+    import IPython.display
+    from PIL import Image
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.append((objs, kw)))
+    for explorer, change in _explorers(data, tmp_path, monkeypatch):
+        name = type(explorer).__name__
+        shown.clear()
+        explorer._ipython_display_()
+        assert len(shown) == 1 and shown[0][1] == {"raw": True}, name  # one output, not a widget plus an image
+        bundle = shown[0][0][0]
+        assert "application/vnd.jupyter.widget-view+json" in bundle, name
+        png = base64.b64decode(bundle["image/png"])
+        width, height = explorer.figure.get_size_inches()
+        assert Image.open(io.BytesIO(png)).size == (round(width * DPI), round(height * DPI)), name
+        assert explorer.widget.children[-1] is explorer.output and len(explorer.output.outputs) == 1, name
+        assert base64.b64decode(explorer.output.outputs[0]["data"]["image/png"]) == png, name
+        change()
+        assert len(shown) == 1, name  # no new output: the figure inside the widget was replaced
+        assert len(explorer.output.outputs) == 1, name
+        assert base64.b64decode(explorer.output.outputs[0]["data"]["image/png"]) != png, name
+        explorer.show()  # a snapshot: a plain image output
+        assert len(shown) == 2 and type(shown[1][0][0]).__name__ == "Image", name
+
+
+def test_explorers_draw_nothing_until_displayed(data, tmp_path, monkeypatch):
+    for explorer, change in _explorers(data, tmp_path, monkeypatch):
+        change()
+        assert explorer.output.outputs == (), type(explorer).__name__
+        assert figure_png(explorer.draw())[:4] == b"\x89PNG"
+
+
+def test_adaptation_explorer_fits_each_model_on_the_first_k_shots():
+    from course_lib.explore.adaptation import AdaptationExplorer
+    from course_lib.meta.models import SinusoidMLP
+
+    explorer = AdaptationExplorer({"a": SinusoidMLP(8), "b": SinusoidMLP(8)}, inner_lr=0.01, max_steps=3, max_shots=6)
+    explorer.steps_slider.value = 2  # what the slider does
+    explorer.set(shots=4)
+    assert (explorer.inner_steps, explorer.shots) == (2, 4)
+    ax = explorer.draw().axes[0]
+    assert len(ax.lines) == 3  # the true curve and one fit per model
+    assert len(ax.collections[0].get_offsets()) == 4  # the K support points
+    assert "a, 2 step(s)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="shots <= max_shots"):
+        AdaptationExplorer({"a": SinusoidMLP(8)}, inner_lr=0.01, max_shots=6, shots=10)
+
+
+def test_embedding_explorer_can_start_on_any_view(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    labels, random, trained, _ = data
+    explorer = EmbeddingExplorer({"random init": random, "SimCLR": trained}, labels, perplexity=10, k=5, view="SimCLR")
+    assert explorer.view == explorer.view_picker.value == "SimCLR" and explorer.panel["agreement"] == 1.0
+    with pytest.raises(ValueError, match="not one of the views"):
+        EmbeddingExplorer({"v": random}, labels, view="w")

@@ -1,22 +1,21 @@
 """The exercise feedback framework: run a learner's function against the reference, say what is wrong.
 
 An `Exercise` names a reference function, the cases to try (fresh random inputs each run, plus edge
-cases), progressive hints and a solution. `run(exercise, learner_fn)` compares, case by case:
+cases) and progressive hints; worked solutions come from the instructor notebooks (`solutions.py`).
+`run(exercise, learner_fn)` compares, case by case:
 
     exception -> shape -> dtype -> non-finite values -> value (largest difference) -> gradient
 
 and stops at the first problem with a message that names the case and what to look at. Public
-`check_xxx(fn)` functions (see the topic modules) print a short success line or raise `CheckFailed`,
+`check_xxx(fn)` functions (one module per notebook) print a short success line or raise `CheckFailed`,
 whose message Jupyter shows as one paragraph instead of a traceback, and which nbval sees as a failure.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import random
-import textwrap
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -48,13 +47,14 @@ class Case:
 
 @dataclass(frozen=True)
 class Exercise:
+    """`reference` is independent of the worked solution (the library's, where it has one)."""
+
     name: str
     reference: Callable
     cases: Sequence[Case]
     hints: Sequence[str]
     rtol: float = 1e-4
     atol: float = 1e-5
-    solution: Callable | str | None = None  # shown by solution(name); defaults to the reference
     compare: Callable[[Any, Any], str | None] | None = None  # custom comparison: message or None
     # Explains a failure that no single case can see (state kept across calls, a sign flip): called
     # with the learner's function and a generator after a case fails; returns a sentence or None.
@@ -76,6 +76,20 @@ _hints_shown: dict[str, int] = {}
 def register(exercise: Exercise) -> Exercise:
     REGISTRY[exercise.name] = exercise
     return exercise
+
+
+class UnknownExercise(KeyError):
+    """No exercise is registered under this name; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0])
+
+
+def find_exercise(name: str) -> Exercise:
+    """The registered exercise `name`; a typo raises UnknownExercise naming every known exercise."""
+    if name not in REGISTRY:
+        raise UnknownExercise(f"no exercise called {name!r}; known: {', '.join(sorted(REGISTRY))}.")
+    return REGISTRY[name]
 
 
 def _learner_frame(exc: BaseException) -> str:
@@ -262,8 +276,7 @@ def _install_ipython_handler() -> None:
 
 def check(name: str, learner_fn: Callable, seed: int | None = None) -> Result:
     """Run exercise `name`; print a success line, or raise CheckFailed with the specific problem."""
-    exercise = REGISTRY[name]
-    result = run(exercise, learner_fn, seed)
+    result = run(find_exercise(name), learner_fn, seed)
     if result.passed:
         print(f"✓ {name}: {result.message}")
         return result
@@ -275,9 +288,7 @@ def check(name: str, learner_fn: Callable, seed: int | None = None) -> Result:
 
 def hint(name: str) -> str:
     """Print the next hint for exercise `name` (each call reveals one more)."""
-    if name not in REGISTRY:
-        raise KeyError(f"no exercise called {name!r}; known: {', '.join(sorted(REGISTRY))}.")
-    hints = REGISTRY[name].hints
+    hints = find_exercise(name).hints
     shown = _hints_shown.get(name, 0)
     k = min(shown, len(hints) - 1)
     _hints_shown[name] = shown + 1
@@ -285,16 +296,5 @@ def hint(name: str) -> str:
     text = f"Hint {k + 1} of {len(hints)} for {name}: {hints[k]}{more}"
     if k == len(hints) - 1:
         text += f" Still stuck? solution('{name}') shows a worked solution."
-    print(text)
-    return text
-
-
-def solution(name: str) -> str:
-    """Print a worked solution for exercise `name`; try the hints first."""
-    if name not in REGISTRY:
-        raise KeyError(f"no exercise called {name!r}; known: {', '.join(sorted(REGISTRY))}.")
-    ex = REGISTRY[name]
-    sol = ex.solution if ex.solution is not None else ex.reference
-    text = sol if isinstance(sol, str) else textwrap.dedent(inspect.getsource(sol))
     print(text)
     return text

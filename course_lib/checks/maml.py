@@ -1,9 +1,15 @@
-"""Exercises of notebook 05 (MAML): write the inner loop; derive the meta-gradient of one step by hand."""
+"""Exercises of notebook 05 (MAML): write the inner loop; derive the meta-gradient of one step by hand.
+
+Both references are the library's functional MAML (`course_lib.meta.core.adapt_reference`) run on a
+small module, so a learner's inner loop is compared with the one the course trains with.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
 
 from course_lib.checks.framework import Case, Exercise, check, register
 from course_lib.meta.core import adapt_reference
@@ -14,9 +20,27 @@ from course_lib.meta.core import adapt_reference
 # parameters are the positional inputs; gradients w.r.t. them test the second-order term.
 
 
+class _TanhNet(nn.Module):
+    """tanh(x @ w1 + b1) @ w2 as a module, so that adapt_reference (functional_call) can run it. x (n, d) -> (n, 1).
+
+    The placeholders' shapes do not matter: functional_call replaces them with each case's tensors.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.w1, self.b1, self.w2 = (nn.Parameter(torch.zeros(1)) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x @ self.w1 + self.b1) @ self.w2
+
+
+_NET = _TanhNet()
+
+
 def _tiny_loss(x: torch.Tensor, y: torch.Tensor):
+    """The task's support loss as a pure function of a parameter dict, as the learner's inner_loop takes it."""
     def loss_fn(p: dict) -> torch.Tensor:
-        return F.mse_loss(torch.tanh(x @ p["w1"] + p["b1"]) @ p["w2"], y)
+        return F.mse_loss(functional_call(_NET, p, (x,)), y)
 
     return loss_fn
 
@@ -31,11 +55,11 @@ def _as_tensor_fn(inner_loop):
     return run
 
 
-def _inner_loop_reference(params, loss_fn, inner_lr, inner_steps, first_order=False):
-    for _ in range(inner_steps):
-        grads = torch.autograd.grad(loss_fn(params), list(params.values()), create_graph=not first_order)
-        params = {k: p - inner_lr * g for (k, p), g in zip(params.items(), grads)}
-    return params
+def _inner_loop_reference(w1, b1, w2, x, y, inner_lr, inner_steps, first_order):
+    """The adapted (w1, b1, w2) after `inner_steps` SGD steps on the mean squared error of (x, y)."""
+    adapted = adapt_reference(_NET, {"w1": w1, "b1": b1, "w2": w2}, x, y, inner_lr=inner_lr, inner_steps=inner_steps,
+                              first_order=first_order, loss="mse")
+    return adapted["w1"], adapted["b1"], adapted["w2"]
 
 
 def _inner_case(steps: int, first_order: bool):
@@ -49,7 +73,7 @@ def _inner_case(steps: int, first_order: bool):
 
 register(Exercise(
     name="inner_loop",
-    reference=_as_tensor_fn(_inner_loop_reference),
+    reference=_inner_loop_reference,
     cases=[Case("one step, second order", _inner_case(1, False), grad=True),
            Case("three steps, second order", _inner_case(3, False), grad=True),
            Case("two steps, first order", _inner_case(2, True), grad=True)],
@@ -60,12 +84,6 @@ register(Exercise(
            "Build a NEW dict each step (no in-place updates, no .data, no torch.no_grad): the adapted "
            "parameters must remain a differentiable function of the initial ones."],
     rtol=1e-4, atol=1e-6,
-    solution='''def inner_loop(params, loss_fn, inner_lr, inner_steps, first_order=False):
-    for _ in range(inner_steps):
-        loss = loss_fn(params)
-        grads = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
-        params = {name: p - inner_lr * g for (name, p), g in zip(params.items(), grads)}
-    return params''',
 ))
 
 
@@ -79,33 +97,46 @@ def check_inner_loop(inner_loop) -> None:
 # the meta-gradient is d L_q(w') / d w = (I - a H_s) grad L_q(w'), H_s = 2/n_s X_s^T X_s.
 
 
-def _linear_meta_gradient_reference(w, x_s, y_s, x_q, y_q, inner_lr):
-    w = w.detach().requires_grad_(True)
-    params = adapt_reference(_Linear(), {"w": w}, x_s, y_s, inner_lr=inner_lr, inner_steps=1, loss="mse")
-    return torch.autograd.grad(F.mse_loss(x_q @ params["w"], y_q), w)[0]
-
-
-class _Linear(torch.nn.Module):
-    """x @ w as a module so the library's adapt_reference (functional_call) can run it."""
+class _Linear(nn.Module):
+    """x @ w as a module, so that adapt_reference (functional_call) can run it. x (n, D) -> (n,)."""
 
     def __init__(self):
         super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.w = nn.Parameter(torch.zeros(1))  # a placeholder: functional_call passes each case's w
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.w
 
 
+_LINEAR = _Linear()
+
+
+def linear_meta_gradient_reference(w, x_s, y_s, x_q, y_q, inner_lr) -> torch.Tensor:
+    """d L_q(w') / d w for w' one inner SGD step from w (D,), by autograd through the library's adapt_reference.
+
+    x_s (n_s, D), y_s (n_s,), x_q (n_q, D), y_q (n_q,). Also the reference of notebook 01's fix_meta_update.
+    """
+    w = w.detach().requires_grad_(True)
+    params = adapt_reference(_LINEAR, {"w": w}, x_s, y_s, inner_lr=inner_lr, inner_steps=1, loss="mse")
+    return torch.autograd.grad(F.mse_loss(functional_call(_LINEAR, params, (x_q,)), y_q), w)[0]
+
+
+def linear_task(gen: torch.Generator, dim: int, k_support: int, k_query: int) -> tuple:
+    """(w, x_support, y_support, x_query, y_query): a starting w (D,) and a random task y = x @ w_true + noise."""
+    w_true = torch.randn(dim, generator=gen)
+    x_s, x_q = torch.randn(k_support, dim, generator=gen), torch.randn(k_query, dim, generator=gen)
+    y_s = x_s @ w_true + 0.1 * torch.randn(k_support, generator=gen)
+    y_q = x_q @ w_true + 0.1 * torch.randn(k_query, generator=gen)
+    return torch.randn(dim, generator=gen), x_s, y_s, x_q, y_q
+
+
 def _linear_case(d: int, n_s: int, n_q: int, lr: float):
-    def make(gen):
-        return (torch.randn(d, generator=gen), torch.randn(n_s, d, generator=gen), torch.randn(n_s, generator=gen),
-                torch.randn(n_q, d, generator=gen), torch.randn(n_q, generator=gen), lr)
-    return make
+    return lambda gen: linear_task(gen, d, n_s, n_q) + (lr,)
 
 
 register(Exercise(
     name="linear_meta_gradient",
-    reference=_linear_meta_gradient_reference,
+    reference=linear_meta_gradient_reference,
     cases=[Case("d=3, 5 support, 7 query", _linear_case(3, 5, 7, 0.05)),
            Case("d=1", _linear_case(1, 4, 4, 0.1)),
            Case("d=8, big step", _linear_case(8, 10, 12, 0.3))],
@@ -115,13 +146,6 @@ register(Exercise(
            "(constant for a linear model).",
            "meta-gradient = (I - inner_lr * H_s) @ g_q. Dropping the H_s term gives first-order MAML."],
     rtol=1e-4, atol=1e-5,
-    solution='''def linear_meta_gradient(w, x_s, y_s, x_q, y_q, inner_lr):
-    n_s, n_q = len(y_s), len(y_q)
-    g_s = 2 / n_s * x_s.T @ (x_s @ w - y_s)           # gradient of the support loss at w
-    w_adapted = w - inner_lr * g_s                      # one inner SGD step
-    g_q = 2 / n_q * x_q.T @ (x_q @ w_adapted - y_q)     # gradient of the query loss at w'
-    hessian = 2 / n_s * x_s.T @ x_s                     # of the support loss (constant)
-    return (torch.eye(len(w)) - inner_lr * hessian) @ g_q''',
 ))
 
 

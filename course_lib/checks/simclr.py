@@ -1,4 +1,5 @@
-"""Exercises of notebook 03 (SimCLR on CIFAR-10): the weighted kNN classifier, and why the head is dropped."""
+"""Exercises of notebook 03 (SimCLR on CIFAR-10): the weighted kNN classifier, why the head is dropped, and
+how often an embedding's nearest neighbours share a label. The references are the library's own functions."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import torch
 
 from course_lib.checks.framework import Case, Exercise, check, register
 from course_lib.contrastive.evaluate import weighted_knn
+from course_lib.explore.embedding import neighbour_label_agreement
+
+
+# ---------------------------------------------------------------- weighted_knn
 
 
 def _knn_case(n: int, d: int, m: int, k: int, t: float, c: int, scale: float = 1.0):
@@ -17,13 +22,9 @@ def _knn_case(n: int, d: int, m: int, k: int, t: float, c: int, scale: float = 1
     return make
 
 
-def _knn_reference(train_features, train_labels, test_features, k, temperature, num_classes):
-    return weighted_knn(train_features, train_labels, test_features, k, temperature, num_classes)
-
-
 register(Exercise(
     name="weighted_knn",
-    reference=_knn_reference,
+    reference=weighted_knn,
     cases=[
         Case("small batch", _knn_case(30, 8, 7, 5, 0.1, 4)),
         Case("k = 1, the nearest neighbour alone", _knn_case(20, 5, 6, 1, 0.1, 3)),
@@ -39,17 +40,15 @@ register(Exercise(
         "Raise ValueError when k is not between 1 and the number of training rows.",
     ],
     rtol=1e-4, atol=1e-5,
-    solution='''def weighted_knn(train_features, train_labels, test_features, k, temperature, num_classes):
-    if not 1 <= k <= len(train_features):
-        raise ValueError(f"k must be between 1 and {len(train_features)}, got {k}")
-    train = F.normalize(train_features, dim=1)                 # (N, D)
-    test = F.normalize(test_features, dim=1)                   # (M, D)
-    sim, idx = (test @ train.T).topk(k, dim=1)                 # (M, k)
-    weights = (sim / temperature).exp()                        # (M, k)
-    scores = torch.zeros(len(test), num_classes)
-    return scores.scatter_add_(1, train_labels[idx], weights)  # (M, C)
-''',
 ))
+
+
+def check_weighted_knn(fn):
+    """fn(train_features (N, D), train_labels (N,), test_features (M, D), k, temperature, num_classes) -> (M, C)."""
+    return check("weighted_knn", fn)
+
+
+# ---------------------------------------------------------------- projection_head
 
 
 HEAD_CHOICES = {
@@ -67,6 +66,7 @@ _HEAD_FEEDBACK = {
 
 
 def _head_reference() -> str:
+    """The answer key (Chen et al., 2020, section 4.2: h is more than 10 points better than z in linear evaluation)."""
     return "b"
 
 
@@ -87,15 +87,8 @@ register(Exercise(
         "If z must be the same for a red car and its gray-scaled copy, can z still tell red from gray? The "
         "notebook measures kNN on h and on z: compare them.",
     ],
-    solution="b: " + HEAD_CHOICES["b"] + " (Chen et al., 2020, section 4.2: the representation before the head "
-             "is more than 10 points better in linear evaluation.)",
     compare=_head_compare,
 ))
-
-
-def check_weighted_knn(fn):
-    """fn(train_features (N, D), train_labels (N,), test_features (M, D), k, temperature, num_classes) -> (M, C)."""
-    return check("weighted_knn", fn)
 
 
 def check_projection_head(fn):
@@ -103,4 +96,41 @@ def check_projection_head(fn):
     return check("projection_head", fn)
 
 
-__all__ = ["check_weighted_knn", "check_projection_head", "HEAD_CHOICES"]
+# ---------------------------------------------------------------- neighbour_label_agreement
+
+
+def _features(gen: torch.Generator, n: int, d: int, classes: int, spread: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class-structured features whose rows have very different norms, so Euclidean neighbours differ from cosine ones."""
+    labels = torch.randint(classes, (n,), generator=gen)
+    centres = torch.randn(classes, d, generator=gen)
+    x = centres[labels] + spread * torch.randn(n, d, generator=gen)
+    scale = torch.exp(2 * torch.rand(n, 1, generator=gen))  # norms from 1x to 7x: cosine ignores them
+    return x * scale, labels
+
+
+register(Exercise(
+    name="neighbour_label_agreement",
+    reference=neighbour_label_agreement,
+    cases=[
+        Case("clustered features, k=5", lambda g: (*_features(g, 60, 16, 4, 0.8), 5)),
+        Case("overlapping classes, k=10", lambda g: (*_features(g, 80, 8, 5, 2.0), 10)),
+        Case("k=1", lambda g: (*_features(g, 40, 12, 3, 1.5), 1)),
+        Case("rows of very different norms (cosine, not Euclidean)", lambda g: (*_features(g, 50, 6, 2, 3.0), 4)),
+    ],
+    hints=[
+        "Cosine similarity of every pair is one matrix product once each row has length 1: "
+        "torch.nn.functional.normalize(features, dim=1), then f @ f.T.",
+        "Each point is its own most similar point (cosine 1): set the diagonal to -inf before taking the top k.",
+        "sims.topk(k, dim=1).indices gives the (N, k) neighbour indices; labels[neighbours] their labels. "
+        "Compare with labels[:, None] and average over all N * k pairs; return a Python float (.item()).",
+    ],
+    rtol=1e-6, atol=1e-6,
+))
+
+
+def check_neighbour_label_agreement(fn):
+    """fn(features (N, D), labels (N,), k) -> float: the share of (point, cosine neighbour) pairs with one label."""
+    return check("neighbour_label_agreement", fn)
+
+
+__all__ = ["check_weighted_knn", "check_projection_head", "check_neighbour_label_agreement", "HEAD_CHOICES"]

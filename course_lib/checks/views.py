@@ -1,4 +1,5 @@
-"""Exercises of notebook 02 (views and augmentations): crop parameters and a batched flip."""
+"""Exercises of notebook 02 (views and augmentations): crop parameters and a batched flip, each checked
+against the library's own (`course_lib.contrastive.views`)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,6 @@ register(Exercise(
         "No Python loop: compute the mirrored batch once with `x.flip(-1)` (the last dimension is the width).",
         "Choose per image with `torch.where(condition, a, b)`; reshape flip (B,) to (B, 1, 1, 1) so it broadcasts.",
     ],
-    solution="def batched_flip(x, flip):\n    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)\n",
 ))
 
 

@@ -10,7 +10,8 @@ enough to run every few epochs, and it sees the geometry of the features directl
 The linear probe trains one linear layer on features that were computed once, under `torch.no_grad`,
 from the frozen encoder: no gradient can reach the encoder, by construction.
 Baselines: `raw_pixel_features` (the image itself as a vector) and a randomly initialised encoder of
-the same architecture; self-supervised features are only interesting if they beat both.
+the same architecture (a copy taken before training); self-supervised features are only interesting if
+they beat both.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from course_lib.similarity import cosine_topk
 
 
 def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -58,25 +61,6 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, size: int | None 
     return torch.cat(out) if out else torch.zeros(0, getattr(encoder, "out_dim", 0), device=dev)
 
 
-def random_init_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
-    """The random-init baseline: a copy of `encoder` with every layer re-initialised (seeded), in eval mode.
-
-    Same architecture, same device, no training. (In a notebook, a copy taken before training is the
-    same baseline with the trained model's own initialisation.)
-    """
-    import copy
-
-    baseline = copy.deepcopy(encoder)
-    with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's global RNG
-        torch.manual_seed(seed)
-        for module in baseline.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-            if hasattr(module, "reset_running_stats"):
-                module.reset_running_stats()
-    return baseline.eval()
-
-
 def raw_pixel_features(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
     """The raw-pixel baseline: (N, 3 * s * s) float32, each image minus its mean, flattened.
 
@@ -87,40 +71,39 @@ def raw_pixel_features(images: torch.Tensor, size: int | None = None) -> torch.T
     return (x - x.mean(dim=(1, 2, 3), keepdim=True)).flatten(1)
 
 
+def _check_k(k: int, n: int) -> None:
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and the number of training features N = {n}, got {k}; "
+                         f"pass k=min(k, {n}) to vote with all of them.")
+
+
 def weighted_knn(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
                  k: int = 200, temperature: float = 0.1, num_classes: int | None = None,
                  batch_size: int = 1024) -> torch.Tensor:
     """Class scores of weighted kNN: (M, C) float32, where C = num_classes (default max label + 1).
 
     train_features (N, D), train_labels (N,) int64, test_features (M, D): any scale (rows are
-    L2-normalised here). Each test row's score for class c is the sum of exp(s / temperature) over its
-    k nearest training rows of class c, with s the cosine similarity. Batched over test rows: one
-    (batch, N) similarity matrix at a time, no Python loop per image. Predict with scores.argmax(1).
+    L2-normalised). Each test row's score for class c is the sum of exp(s / temperature) over its
+    k nearest training rows of class c, with s the cosine similarity; 1 <= k <= N. The neighbours come
+    from `similarity.cosine_topk`, batch_size test rows at a time. Predict with scores.argmax(1).
     """
     n = train_features.shape[0]
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be between 1 and the number of training features ({n}), got {k}.")
+    _check_k(k, n)
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
     if train_labels.shape != (n,):
         raise ValueError(f"train_labels must have shape ({n},), one label per training feature, got {tuple(train_labels.shape)}.")
     c = int(train_labels.max()) + 1 if num_classes is None else num_classes
-    train = F.normalize(train_features.float(), dim=1)                      # (N, D)
-    labels = train_labels.to(train.device)
-    scores = []
-    for start in range(0, test_features.shape[0], batch_size):
-        test = F.normalize(test_features[start:start + batch_size].float().to(train.device), dim=1)  # (b, D)
-        sim, idx = (test @ train.T).topk(k, dim=1)                          # (b, k) nearest neighbours
-        weights = (sim / temperature).exp()                                 # (b, k) votes, exp(s / t)
-        votes = torch.zeros(test.shape[0], c, device=train.device)
-        scores.append(votes.scatter_add_(1, labels[idx], weights))          # (b, C) votes summed per class
-    return torch.cat(scores) if scores else torch.zeros(0, c, device=train.device)
+    sim, idx = cosine_topk(test_features, train_features, k, batch_size=batch_size)  # (M, k) nearest neighbours
+    weights = (sim / temperature).exp()                                               # (M, k) votes, exp(s / t)
+    votes = torch.zeros(sim.shape[0], c, device=sim.device)
+    return votes.scatter_add_(1, train_labels.to(sim.device)[idx], weights)           # (M, C) votes summed per class
 
 
 def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
                  test_labels: torch.Tensor, k: int = 200, temperature: float = 0.1) -> float:
-    """Top-1 accuracy in [0, 1] of `weighted_knn` (k is capped at the number of training features)."""
-    k = min(k, train_features.shape[0])
+    """Top-1 accuracy in [0, 1] of `weighted_knn`; 1 <= k <= N, as there (a smaller training set: k=min(k, N))."""
+    _check_k(k, train_features.shape[0])
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     pred = weighted_knn(train_features, train_labels, test_features, k, temperature, num_classes).argmax(1)
     return (pred.cpu() == test_labels.cpu()).float().mean().item()
@@ -173,4 +156,4 @@ def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     return ProbeResult(test_acc, train_acc, classifier, mean, std)
 
 
-__all__ = ["extract_features", "random_init_like", "raw_pixel_features", "weighted_knn", "knn_accuracy", "ProbeResult", "linear_probe"]
+__all__ = ["extract_features", "raw_pixel_features", "weighted_knn", "knn_accuracy", "ProbeResult", "linear_probe"]

@@ -182,6 +182,7 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
     images = images.to(dev)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    model.train()
     optimizer = make_optimizer(model, config)
     generator = torch.Generator(device=dev).manual_seed(config.seed)
     warmup = round(config.warmup_epochs * per_epoch)

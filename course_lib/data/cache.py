@@ -3,17 +3,17 @@
 A cache entry is a dict of tensors and plain values saved with `torch.save` and read back with
 `weights_only=True` (no pickled code runs). It carries a `key` describing its sources (file names,
 sizes, modification times); a load whose key differs is treated as a miss, so editing or replacing
-the raw data invalidates the cache by itself. Writes go to a temporary name and are renamed, so a
+the raw data invalidates the cache by itself. Writes are atomic (`course_lib.checkpoint.atomic_write`), so a
 crash never leaves a half-written entry; a read-only data folder simply means no cache.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from course_lib.checkpoint import atomic_write
 
 
 def source_key(paths: list[Path]) -> list[list]:
@@ -40,19 +40,10 @@ def save(root: Path, name: str, entry: dict) -> None:
 
     A cache is an optimisation: a read-only folder or a full disk (torch reports that as a
     RuntimeError) means the data is decoded again next time, never an error, and no temporary
-    file is left behind. The temporary name is unique, so concurrent writers never share it.
+    file is left behind.
     """
-    folder = root / "cache"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(root / "cache" / f"{name}.pt", durable=False) as fh:
             torch.save(entry, fh)
-        os.replace(tmp, folder / f"{name}.pt")
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if not isinstance(exc, (OSError, RuntimeError)):  # Ctrl-C, or a real bug: not ours to hide
-            raise
+    except (OSError, RuntimeError):  # Ctrl-C, or a real bug, is not ours to hide
+        return

@@ -21,7 +21,7 @@ import torch
 
 from course_lib import runtime
 from course_lib.data import cache
-from course_lib.data.download import Archive, DataNotFoundError, DownloadError, fetch_and_extract, provide_help, md5sum
+from course_lib.data.download import Archive, ensure, md5sum
 
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -52,25 +52,6 @@ def _split_files(split: str) -> list[str]:
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     return SPLITS[split]
-
-
-def _ensure_folder(root: Path, files: list[str], download: bool, timeout: float) -> Path:
-    folder = root / FOLDER
-    missing = [name for name in files if not (folder / name).is_file()]
-    if not missing:
-        return folder
-    where = f"CIFAR-10 not found: looked for {', '.join(missing)} in {folder}."
-    if not download:
-        raise DataNotFoundError(f"{where} Downloads are off (download=False). {provide_help(root)}")
-    try:
-        fetch_and_extract(ARCHIVE, root, timeout=timeout)
-    except DownloadError as exc:
-        raise DataNotFoundError(f"{where} The download failed too ({exc}). {provide_help(root)}") from exc
-    still = [name for name in files if not (folder / name).is_file()]
-    if still:
-        raise DataNotFoundError(f"{where} The official archive was extracted but lacks {still}; delete "
-                                f"{root / ARCHIVE.filename} and try again.")
-    return folder
 
 
 def _decode(folder: Path, files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +86,9 @@ def load_cifar10(split: str = "train", root: str | Path | None = None, download:
     """
     files = _split_files(split)
     root = Path(root).expanduser() if root is not None else runtime.data_dir()
-    folder = _ensure_folder(root, files, download, timeout)
+    folder = root / FOLDER
+    ensure(root, "CIFAR-10", folder, lambda: [name for name in files if not (folder / name).is_file()], lambda _: [ARCHIVE],
+           root, download, timeout)
     key = cache.source_key([folder / name for name in files])
     entry = cache.load(root, f"cifar10-{split}", key)
     if entry is None:

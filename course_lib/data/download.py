@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import shutil
 import tarfile
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from course_lib.checkpoint import atomic_write
 
 
 def provide_help(root) -> str:
@@ -60,34 +61,25 @@ def download(archive: Archive, folder: str | os.PathLike, timeout: float = 60.0)
     """Fetch `archive` into `folder` (verified) and return its path; an existing good copy is kept.
 
     Raises DownloadError if the connection fails or the MD5 differs from the official one; the
-    partial file is removed in both cases.
+    partial file is removed in both cases (`atomic_write`: the good name appears only when complete).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / archive.filename
+    target = Path(folder) / archive.filename
     if target.is_file() and md5sum(target) == archive.md5:
         return target
-    fd, name = tempfile.mkstemp(prefix=f".{archive.filename}.", suffix=".part", dir=folder)
-    part = Path(name)
     try:
-        with urllib.request.urlopen(archive.url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(response, out, length=1 << 20)
+        with atomic_write(target) as out, urllib.request.urlopen(archive.url, timeout=timeout) as response:
+            digest = hashlib.md5()
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+            if digest.hexdigest() != archive.md5:
+                raise DownloadError(
+                    f"{archive.url} downloaded, but its MD5 is {digest.hexdigest()}, not the official {archive.md5}: "
+                    "the file is corrupted or was changed upstream, so it was deleted. Try again later.")
     # URLError, timeouts and disk errors are OSErrors; a connection cut mid-body is an HTTPException
     # (IncompleteRead); a malformed URL is a ValueError.
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        part.unlink(missing_ok=True)
         raise DownloadError(f"could not download {archive.url} into {folder}: {exc}") from exc
-    except BaseException:  # Ctrl-C in a notebook: leave no partial file behind either
-        part.unlink(missing_ok=True)
-        raise
-    got = md5sum(part)
-    if got != archive.md5:
-        part.unlink(missing_ok=True)
-        raise DownloadError(
-            f"{archive.url} downloaded, but its MD5 is {got}, not the official {archive.md5}: the file is "
-            f"corrupted or was changed upstream, so it was deleted. Try again later."
-        )
-    os.replace(part, target)  # atomic on one filesystem: the good name appears only when complete
     return target
 
 
@@ -124,10 +116,29 @@ def extract(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
     raise DownloadError(f"{path} is neither a zip nor a tar archive; delete it and download again.")
 
 
-def fetch_and_extract(archive: Archive, folder: str | os.PathLike, timeout: float = 60.0) -> Path:
-    """Download `archive` into `folder` (verified) and extract it there; returns `folder`."""
-    return extract(download(archive, folder, timeout=timeout), folder)
+def ensure(root: Path, name: str, folder: Path, missing: Callable[[], list[str]],
+           archives_for: Callable[[list[str]], list[Archive]], into: Path, download_allowed: bool, timeout: float) -> None:
+    """Make sure a dataset is on disk: if `missing()` names anything absent from `folder`, fetch
+    `archives_for(missing)` (verified) into the folder `into` and extract them there.
+
+    Raises DataNotFoundError that names what was looked for, where, and how to provide the data:
+    downloads off, a failed download, or archives that lack what was missing.
+    """
+    absent = missing()
+    if not absent:
+        return
+    where = f"{name} not found: looked for {', '.join(absent)} in {folder}."
+    if not download_allowed:
+        raise DataNotFoundError(f"{where} Downloads are off (download=False). {provide_help(root)}")
+    try:
+        for archive in archives_for(absent):
+            extract(download(archive, into, timeout=timeout), into)
+    except DownloadError as exc:
+        raise DataNotFoundError(f"{where} The download failed too ({exc}). {provide_help(root)}") from exc
+    still = missing()
+    if still:
+        raise DataNotFoundError(f"{where} The official archives were extracted but lack {', '.join(still)}; delete "
+                                f"the downloaded archives in {into} and try again.")
 
 
-__all__ = ["Archive", "DataNotFoundError", "DownloadError", "provide_help", "md5sum", "download", "extract",
-           "fetch_and_extract"]
+__all__ = ["Archive", "DataNotFoundError", "DownloadError", "provide_help", "md5sum", "download", "extract", "ensure"]

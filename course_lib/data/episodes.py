@@ -18,9 +18,11 @@ import torch
 
 
 class Episodes(NamedTuple):
-    """A batch of T tasks. x_*: (T, N*K or N*Q, *image shape), y_*: (T, N*K or N*Q) int64 in 0..N-1.
+    """A batch of T tasks, S support and Q query examples each: what every meta-learner takes.
 
-    Within a task, examples are grouped by label: y_support = [0]*K + [1]*K + ... (same for query).
+    x_support (T, S, *x), y_support (T, S) int64 class labels or (T, S, *y) float regression targets,
+    x_query (T, Q, *x), y_query (T, Q[, *y]). From `sample_episodes` (classification, S = N*K, Q = N*Q,
+    labels 0..N-1 grouped by label: y_support = [0]*K + [1]*K + ...) or `meta.sinusoid` (regression).
     """
 
     x_support: torch.Tensor

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from course_lib import runtime
 from course_lib.data import cache
-from course_lib.data.download import Archive, DataNotFoundError, DownloadError, fetch_and_extract, provide_help
+from course_lib.data.download import Archive, ensure
 
 FOLDER = "omniglot-py"
 BACKGROUND, EVALUATION = "images_background", "images_evaluation"
@@ -48,22 +48,6 @@ def _characters(folder: Path) -> list[Path]:
     """Character folders of one half, sorted by (alphabet, character)."""
     return [c for a in sorted(p for p in folder.iterdir() if p.is_dir())
             for c in sorted(p for p in a.iterdir() if p.is_dir())]
-
-
-def _ensure_tree(root: Path, download: bool, timeout: float) -> Path:
-    base = root / FOLDER
-    missing = [half for half in (BACKGROUND, EVALUATION) if not (base / half).is_dir()]
-    if not missing:
-        return base
-    where = f"Omniglot not found: looked for {', '.join(missing)} in {base}."
-    if not download:
-        raise DataNotFoundError(f"{where} Downloads are off (download=False). {provide_help(root)}")
-    try:
-        for half in missing:
-            fetch_and_extract(ARCHIVES[half], base, timeout=timeout)
-    except DownloadError as exc:
-        raise DataNotFoundError(f"{where} The download failed too ({exc}). {provide_help(root)}") from exc
-    return base
 
 
 def _tree_key(chars: list[Path]) -> list:
@@ -116,7 +100,8 @@ def load_omniglot(split: str = "train", root: str | Path | None = None, download
         # No PNG tree (deleted after decoding, say): a cache built earlier is all there is to trust.
         cached = cache.load(root, CACHE_NAME, None)
     if cached is None or not {"names", "images"} <= cached.keys():
-        base = _ensure_tree(root, download, timeout)
+        ensure(root, "Omniglot", base, lambda: [half for half in (BACKGROUND, EVALUATION) if not (base / half).is_dir()],
+               lambda absent: [ARCHIVES[half] for half in absent], base, download, timeout)
         chars = _characters(base / BACKGROUND) + _characters(base / EVALUATION)
         if len(chars) <= N_TRAIN:
             raise ValueError(f"{base} holds {len(chars)} characters; the MAML split needs more than {N_TRAIN} "

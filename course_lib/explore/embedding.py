@@ -3,44 +3,25 @@
     explorer = EmbeddingExplorer({"random init": h_random, "SimCLR": h_trained}, labels,
                                  images=images, class_names=CIFAR10_CLASSES)
     explorer                     # in Jupyter: controls + figure; a static figure where no frontend runs
-    explorer.view_picker.value = "SimCLR"   # what the dropdown does; explorer.show() draws it again
+    explorer.view_picker.value = "SimCLR"   # what the dropdown does; explorer.show() adds a snapshot
 
 Selecting a point (click it where ipympl is installed, else type its index or pick a class) shows its
 image and its k nearest neighbours in the ORIGINAL feature space by cosine similarity: the 2-D map is
 for orientation, the neighbours are what the encoder actually computes. The logic is in the pure
-functions below (tested headlessly); ipywidgets and IPython are imported only when an explorer is built
-or shown, so the library imports without them.
+functions below (tested headlessly); the neighbours are `similarity.cosine_topk`, as in the weighted kNN
+classifier. The explorer displays like every explorer (`figures.LiveFigure`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from course_lib.explore.figures import LiveFigure, image_array
+from course_lib.similarity import cosine_topk
 from course_lib.tsne import tsne
-
-
-@dataclass(frozen=True)
-class ExplorerConfig:
-    n_points: int  # test images embedded and shown (the first n_points): t-SNE cost grows with it
-    perplexity: int  # t-SNE perplexity: about the number of neighbours each point attends to
-    k: int  # nearest neighbours shown for the selected point, and used for the label agreement
-    min_agreement_gain: float  # trained encoder's neighbour label agreement minus the random one's, at least
-
-
-# smoke: 300 points keep both maps to about a second each on 2 CPU cores (the exact torch t-SNE; see
-# benchmarks/results/tsne-cpu.json), and its minute of training earns no claim beyond "not clearly worse";
-# laptop: sklearn's t-SNE of 2000 points takes tens of seconds on a CPU; full: the torch t-SNE on a GPU.
-# laptop: measured +15.3 points (37.5% vs 22.2%, quiet 2-core CPU, 2026-11-28), asserted with a margin;
-# full: unmeasured (no GPU run yet), a conservative lower bound.
-EXPLORER_PRESETS = {
-    "smoke": ExplorerConfig(n_points=300, perplexity=20, k=8, min_agreement_gain=-0.05),
-    "laptop": ExplorerConfig(n_points=2000, perplexity=30, k=8, min_agreement_gain=0.05),
-    "full": ExplorerConfig(n_points=5000, perplexity=30, k=8, min_agreement_gain=0.05),
-}
 
 
 def nearest_neighbours(features: torch.Tensor, index: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,16 +29,14 @@ def nearest_neighbours(features: torch.Tensor, index: int, k: int) -> tuple[torc
 
     features: (N, D) float. Returns indices (k,) int64 and cosine similarities (k,) float32, on CPU.
     """
-    f = torch.nn.functional.normalize(features.detach().float(), dim=1)
-    n = f.shape[0]
+    n = features.shape[0]
     if not 0 <= index < n:
         raise IndexError(f"point index {index} is out of range for {n} points (0 to {n - 1}).")
     if not 1 <= k < n:
         raise ValueError(f"k must be between 1 and N - 1 = {n - 1}, got {k}.")
-    sims = f @ f[index]  # (N,)
-    sims[index] = -float("inf")  # a point is not its own neighbour
-    values, indices = sims.topk(k)
-    return indices.cpu(), values.cpu()
+    f = features.detach()
+    sims, indices = cosine_topk(f[index:index + 1], f, k, exclude=torch.tensor([index]))  # (1, k) each
+    return indices[0].cpu(), sims[0].cpu()
 
 
 def neighbour_label_agreement(features: torch.Tensor, labels: torch.Tensor, k: int) -> float:
@@ -66,10 +45,8 @@ def neighbour_label_agreement(features: torch.Tensor, labels: torch.Tensor, k: i
     features: (N, D) float, labels: (N,) int. 1.0: every neighbour is of the same class; an encoder that
     ignores classes scores about the frequency of a point's own class.
     """
-    f = torch.nn.functional.normalize(features.detach().float(), dim=1)
-    sims = f @ f.T  # (N, N)
-    sims.fill_diagonal_(-float("inf"))
-    neighbours = sims.topk(k, dim=1).indices  # (N, k)
+    f = features.detach()
+    _, neighbours = cosine_topk(f, f, k, exclude=torch.arange(len(f)))  # (N, k); a point is not its own neighbour
     labels = labels.to(neighbours.device)
     return (labels[neighbours] == labels[:, None]).float().mean().item()
 
@@ -89,15 +66,6 @@ def scatter_data(embedding: torch.Tensor, labels: torch.Tensor, class_names: Seq
     return out
 
 
-def display_image(image: torch.Tensor) -> np.ndarray:
-    """(C, H, W) uint8 or float image -> (H, W, 3) or (H, W) float array in [0, 1] for imshow."""
-    img = image.detach().cpu()
-    img = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
-    if img.min() < 0 or img.max() > 1:  # normalised tensors: stretch to [0, 1] for viewing only
-        img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-8)
-    return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
-
-
 def neighbour_panel_data(features: torch.Tensor, labels: torch.Tensor, index: int, k: int,
                          class_names: Sequence[str] | None = None, images: torch.Tensor | None = None) -> dict:
     """What the neighbours panel shows for point `index`: itself, its k cosine neighbours, and how many agree.
@@ -111,9 +79,9 @@ def neighbour_panel_data(features: torch.Tensor, labels: torch.Tensor, index: in
     for i, s in zip(indices.tolist(), sims.tolist()):
         lab = int(labels[i])
         neighbours.append({"index": i, "label": lab, "name": class_name(lab, class_names), "similarity": s,
-                           "same_class": lab == label, "image": None if images is None else display_image(images[i])})
+                           "same_class": lab == label, "image": None if images is None else image_array(images[i])})
     return {"index": index, "label": label, "name": class_name(label, class_names),
-            "image": None if images is None else display_image(images[index]), "neighbours": neighbours,
+            "image": None if images is None else image_array(images[index]), "neighbours": neighbours,
             "agreement": sum(n["same_class"] for n in neighbours) / k}
 
 
@@ -123,17 +91,18 @@ def closest_point(embedding: torch.Tensor, x: float, y: float) -> int:
     return int(d.argmin())
 
 
-class EmbeddingExplorer:
+class EmbeddingExplorer(LiveFigure):
     """A t-SNE map of one of several views of the same N points, with a nearest-neighbours panel.
 
     views: {name: features (N, D)}, e.g. {"random init": h_random, "SimCLR": h_trained}; labels: (N,) int;
-    images: (N, C, H, W) uint8 or float, or None; class_names: one name per label.
-    State after any change: `view`, `perplexity`, `embedding` (N, 2), `selected`, `panel`, `neighbours`.
+    images: (N, C, H, W) uint8 or float, or None; class_names: one name per label; view: the view shown
+    first (default: the first). State after any change: `view`, `perplexity`, `embedding` (N, 2),
+    `selected`, `panel`, `neighbours`.
     """
 
     def __init__(self, views: Mapping[str, torch.Tensor], labels: torch.Tensor, images: torch.Tensor | None = None,
                  class_names: Sequence[str] | None = None, perplexity: int = 30, k: int = 8, seed: int = 0,
-                 impl: str = "auto"):
+                 impl: str = "auto", view: str | None = None):
         if not views:
             raise ValueError("views is empty: pass {name: features (N, D)}, e.g. {'SimCLR': h_trained}.")
         self.labels = torch.as_tensor(labels).detach().cpu().long()
@@ -143,12 +112,14 @@ class EmbeddingExplorer:
                 raise ValueError(f"view {name!r} has shape {tuple(f.shape)}; expected ({n}, D), one row per label.")
         if images is not None and len(images) != n:
             raise ValueError(f"images has {len(images)} entries for {n} labels; pass one image per point.")
+        if view is not None and view not in views:
+            raise ValueError(f"view {view!r} is not one of the views: {', '.join(map(repr, views))}.")
         self.views = {name: f.detach() for name, f in views.items()}
         self.images, self.class_names, self.k, self.seed, self.impl = images, class_names, k, seed, impl
-        self.view, self.perplexity, self.selected = next(iter(self.views)), int(perplexity), 0
+        self.view = next(iter(self.views)) if view is None else view
+        self.perplexity, self.selected = int(perplexity), 0
         self.embedding: torch.Tensor | None = None
         self.panel: dict = {}
-        self._displayed = False
         self._build_widgets()
         self._update_map()
         self._select(0)
@@ -160,7 +131,6 @@ class EmbeddingExplorer:
     # -- widgets -------------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
         import ipywidgets as W
-        import matplotlib
 
         n = len(self.labels)
         self.view_picker = W.Dropdown(options=list(self.views), value=self.view, description="view")
@@ -177,22 +147,9 @@ class EmbeddingExplorer:
         self.index_box.observe(lambda ch: self._select(ch["new"]), names="value")
         self.class_picker.observe(lambda ch: self._pick_class(ch["new"]), names="value")
 
-        self.interactive = any(s in matplotlib.get_backend().lower() for s in ("ipympl", "widget"))
-        if self.interactive:  # ipympl: the canvas is itself a widget and receives clicks
-            import matplotlib.pyplot as plt
-
-            with plt.ioff():
-                self.figure = plt.figure(figsize=(11, 7))
-            display_area = self.figure.canvas
-        else:  # inline: the figure is re-rendered into an Output widget (or as a plain output without a frontend)
-            from matplotlib.figure import Figure
-
-            self.figure = Figure(figsize=(11, 7))
-            self.output = W.Output()
-            display_area = self.output
-        self.figure.canvas.mpl_connect("button_press_event", self._on_click)
         controls = W.HBox([self.view_picker, self.perplexity_slider, self.index_box, self.class_picker])
-        self.widget = W.VBox([controls, self.status, display_area])
+        self._init_display([controls, self.status], figsize=(11, 7), clickable=True)
+        self.figure.canvas.mpl_connect("button_press_event", self._on_click)  # ipympl only: an image takes no clicks
 
     def _set_view(self, name: str) -> None:
         self.view = name
@@ -202,7 +159,7 @@ class EmbeddingExplorer:
     def _set_perplexity(self, value: int) -> None:
         self.perplexity = int(value)
         self._update_map()
-        self._refresh()
+        self.refresh()
 
     def _pick_class(self, label: int) -> None:
         if label >= 0:
@@ -222,11 +179,11 @@ class EmbeddingExplorer:
         same = sum(nb["same_class"] for nb in self.panel["neighbours"])
         self.status.value = (f"<b>point {self.selected}</b> ({self.panel['name']}) in view <b>{self.view}</b>: "
                              f"{same} of its {self.k} nearest neighbours in feature space are also {self.panel['name']}.")
-        self._refresh()
+        self.refresh()
 
     # -- drawing -------------------------------------------------------------------------------------
-    def draw(self) -> None:
-        """Redraw the figure from the current state: the map on top, the neighbours panel below."""
+    def draw(self):
+        """Redraw `figure` from the current state, the map on top, the neighbours panel below; return it."""
         import matplotlib
 
         fig, k = self.figure, self.k
@@ -254,51 +211,14 @@ class EmbeddingExplorer:
             sub.set_title(title, fontsize=8, color=colour)
             sub.set_xticks([]), sub.set_yticks([])
         fig.subplots_adjust(left=0.02, right=0.85, top=0.94, bottom=0.02, hspace=0.35, wspace=0.1)
-
-    def png(self) -> bytes:
-        """The current figure as PNG bytes (drawn without pyplot, so it works under any backend)."""
-        import io
-
-        self.draw()
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=80)
-        return buffer.getvalue()
-
-    def _refresh(self) -> None:
-        """Redraw and, once the explorer is on screen, push the new figure to it."""
-        if not self._displayed:
-            return
-        if self.interactive:
-            self.draw()
-            self.figure.canvas.draw_idle()
-            return
-        from IPython.display import Image
-
-        # Set the Output widget's state directly rather than printing into it: no display messages, which
-        # nbconvert/nbclient would otherwise have to route (it stalled for 100 s on them in a test run).
-        self.output.outputs = ()
-        self.output.append_display_data(Image(self.png()))
+        return fig
 
     def show(self, view: str | None = None) -> None:
-        """Display the figure for `view` (default: the current one) as a plain image output."""
+        """Display the figure for `view` (default: the current one) as a plain image: a snapshot."""
         if view is not None:
             self.view_picker.value = view  # runs the observer: new map, same selected point
-        from IPython.display import Image, display
-
-        display(Image(self.png()))
-
-    def _ipython_display_(self) -> None:
-        """The widget box; a PNG of the figure rides along in the same output for renderers without widgets."""
-        import base64
-
-        from IPython.display import display
-
-        self._displayed = True
-        bundle = dict(self.widget._repr_mimebundle_())
-        bundle["image/png"] = base64.b64encode(self.png()).decode("ascii")
-        display(bundle, raw=True)
-        self._refresh()
+        super().show()
 
 
-__all__ = ["EmbeddingExplorer", "ExplorerConfig", "EXPLORER_PRESETS", "nearest_neighbours",
-           "neighbour_label_agreement", "neighbour_panel_data", "scatter_data", "closest_point", "display_image"]
+__all__ = ["EmbeddingExplorer", "nearest_neighbours", "neighbour_label_agreement", "neighbour_panel_data", "scatter_data",
+           "closest_point"]

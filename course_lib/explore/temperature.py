@@ -7,8 +7,9 @@ the loss is  -log softmax(s / t)[positive], and its gradient w.r.t. a negative's
 
 so each negative is pushed away with a weight proportional to p_k: a small t concentrates almost all
 the weight on the few negatives most similar to the anchor (the hard negatives), a large t spreads it
-evenly (Wang & Liu, 2021). `temperature_stats` computes these numbers; `temperature_explorer` draws
-them for a few temperatures (a static figure that reads without a live kernel) and adds a slider.
+evenly (Wang & Liu, 2021). `temperature_stats` computes these numbers; `TemperatureExplorer` draws
+them for a few temperatures side by side, one row and one slider each (a live figure like every
+explorer's, see `figures.LiveFigure`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from course_lib.contrastive.losses import validate_temperature
+from course_lib.explore.figures import LiveFigure
 
 
 @dataclass(frozen=True)
@@ -83,39 +85,61 @@ def plot_temperature(axes, positive: float, negatives: torch.Tensor, temperature
     return stats
 
 
-def temperature_explorer(positive: float | None = None, negatives: torch.Tensor | None = None,
-                         temperatures: tuple[float, ...] = (0.05, 0.2, 1.0)):
-    """A static figure for `temperatures`, then (with ipywidgets) a slider over t. Returns the stats drawn.
+class TemperatureExplorer(LiveFigure):
+    """The two panels of `plot_temperature` for a few temperatures, one row each, each with its slider.
 
-    The static figure is drawn first, so the notebook shows the lesson even without a live kernel
-    (nbval, a rendered page); the slider redraws the same two panels for any t in [0.01, 2].
+    positive: the positive's similarity (default 0.7); negatives: (K,) similarities (default: the 64 of
+    `example_similarities`). The rows start at `temperatures`, so the figure compares them where no
+    kernel runs; in a live notebook each slider moves its row over t in [0.01, 2].
+    State: `temperatures` (a tuple), `stats` (one TemperatureStats per row).
     """
-    import matplotlib.pyplot as plt  # lazy: the library imports without a display
 
-    positive = 0.7 if positive is None else positive
-    if negatives is None:
-        positive, negatives = example_similarities(positive=positive)
-    fig, axes = plt.subplots(len(temperatures), 2, figsize=(12, 3.2 * len(temperatures)), squeeze=False)
-    stats = [plot_temperature(row, positive, negatives, t) for row, t in zip(axes, temperatures)]
-    fig.tight_layout()
-    plt.show()
-    try:
-        import ipywidgets as widgets
-        from IPython.display import display
-    except ImportError:
-        print("ipywidgets is not installed: the slider is skipped (the figure above shows three temperatures).")
-        return stats
+    def __init__(self, positive: float | None = None, negatives: torch.Tensor | None = None,
+                 temperatures: tuple[float, ...] = (0.05, 0.2, 1.0)):
+        import ipywidgets as W
 
-    def redraw(temperature):
-        fig, row = plt.subplots(1, 2, figsize=(12, 3.4))
-        plot_temperature(row, positive, negatives, temperature)
+        positive = 0.7 if positive is None else positive
+        if negatives is None:
+            positive, negatives = example_similarities(positive=positive)
+        if not temperatures:
+            raise ValueError("temperatures is empty: pass at least one, e.g. (0.05, 0.2, 1.0).")
+        self.positive, self.negatives = positive, negatives.detach().cpu()
+        self.temperatures = tuple(validate_temperature(t) for t in temperatures)
+        low, high = math.log10(min(0.01, *self.temperatures)), math.log10(max(2.0, *self.temperatures))
+        self.sliders = [W.FloatLogSlider(value=t, base=10, min=low, max=high, step=0.05, description=f"row {i + 1}: t",
+                                         continuous_update=False, style={"description_width": "initial"})
+                        for i, t in enumerate(self.temperatures)]
+        for i, slider in enumerate(self.sliders):
+            slider.observe(lambda ch, i=i: self._on_slider(i, ch["new"]), names="value")
+        self._init_display([W.HBox(self.sliders)], figsize=(12, 3.2 * len(self.temperatures)))
+
+    @property
+    def stats(self) -> list[TemperatureStats]:
+        return [temperature_stats(self.positive, self.negatives, t) for t in self.temperatures]
+
+    def set(self, row: int, temperature: float) -> None:
+        """Move one row's slider to `temperature` (within the slider's range), which redraws that row."""
+        temperature, slider = validate_temperature(temperature), self.sliders[row]
+        if not slider.min <= math.log10(temperature) <= slider.max:
+            raise ValueError(f"temperature {temperature:g} is outside the sliders' range "
+                             f"[{10 ** slider.min:g}, {10 ** slider.max:g}]; pass it in `temperatures` to widen it.")
+        slider.value = temperature
+
+    def _on_slider(self, row: int, temperature: float) -> None:
+        temperatures = list(self.temperatures)
+        temperatures[row] = temperature
+        self.temperatures = tuple(temperatures)
+        self.refresh()
+
+    def draw(self):
+        """One row of two panels per temperature, drawn into `figure`."""
+        fig = self.figure
+        fig.clear()
+        axes = fig.subplots(len(self.temperatures), 2, squeeze=False)
+        for row, t in zip(axes, self.temperatures):
+            plot_temperature(row, self.positive, self.negatives, t)
         fig.tight_layout()
-        plt.show()
-
-    slider = widgets.FloatLogSlider(value=0.2, base=10, min=-2, max=math.log10(2), step=0.05,
-                                    description="temperature", continuous_update=False)
-    display(slider, widgets.interactive_output(redraw, {"temperature": slider}))
-    return stats
+        return fig
 
 
-__all__ = ["TemperatureStats", "example_similarities", "temperature_stats", "plot_temperature", "temperature_explorer"]
+__all__ = ["TemperatureStats", "TemperatureExplorer", "example_similarities", "temperature_stats", "plot_temperature"]

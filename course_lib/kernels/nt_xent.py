@@ -29,33 +29,16 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-# impl="auto" uses the kernel on CUDA from this many rows (2N) up. UNMEASURED: 4,096 is the issue's
-# conservative target (time <= the naive loss at every 2N >= 4,096); set it from
+# impl="auto" uses the kernel on CUDA from this many rows (2N) up. UNMEASURED: 4,096 is a conservative
+# guess (the size from which the kernel is meant to be no slower than the naive loss); set it from
 # benchmarks/results/nt_xent-<card>.json once the benchmark has run on a GPU.
 FUSED_MIN_ROWS = 4096
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """Sizes for notebook 04's live parity check and, on a GPU, its live benchmark."""
-
-    rows: int                   # 2N of the parity check (the interpreter runs Python per tile: keep small on CPU)
-    dim: int                    # D of the parity check
-    bench_rows: tuple           # 2N values of the live GPU benchmark (unused without a GPU)
-
-
-DEMO_PRESETS = {
-    "smoke": DemoConfig(rows=130, dim=129, bench_rows=(1024, 4096)),
-    "laptop": DemoConfig(rows=514, dim=128, bench_rows=(1024, 4096, 16384)),
-    "full": DemoConfig(rows=4098, dim=128, bench_rows=(1024, 4096, 16384, 65536)),
-}
 
 
 def triton_available() -> bool:
@@ -119,12 +102,6 @@ class OffDiagLogSumExp(torch.autograd.Function):
         return dzn.to(zn.dtype), None, None
 
 
-def offdiag_logsumexp(zn: torch.Tensor, temperature: float, config=None) -> torch.Tensor:
-    """Fused version of `offdiag_logsumexp_reference`: (M,) float32, differentiable w.r.t. zn."""
-    _require_runnable(zn)
-    return OffDiagLogSumExp.apply(zn, temperature, config)
-
-
 def _require_runnable(z: torch.Tensor) -> None:
     """Raise a readable error unless the Triton kernel can run on z here."""
     if z.dtype not in SUPPORTED_DTYPES:
@@ -170,6 +147,6 @@ def prefer_fused(z: torch.Tensor) -> bool:
 
 
 __all__ = [
-    "DEMO_PRESETS", "DemoConfig", "FUSED_MIN_ROWS", "interpreter_without_gpu", "SUPPORTED_DTYPES", "OffDiagLogSumExp", "interpreting", "nt_xent_fused",
-    "offdiag_logsumexp", "offdiag_logsumexp_reference", "prefer_fused", "triton_available",
+    "FUSED_MIN_ROWS", "interpreter_without_gpu", "SUPPORTED_DTYPES", "OffDiagLogSumExp", "interpreting", "nt_xent_fused",
+    "offdiag_logsumexp_reference", "prefer_fused", "triton_available",
 ]

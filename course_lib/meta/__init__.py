@@ -4,9 +4,10 @@
 
 core.py      the functional inner/outer loops over parameter dicts, vmap fast path and loop reference
 protonet.py  prototypical networks (the baseline)
-train.py     the one meta-training loop (checkpoints that resume) and evaluation with 95% intervals
+models.py    Conv-4 (batch-statistics BatchNorm that vmap differentiates correctly) and the sinusoid MLP
+train.py     meta-training through the kit's one training run, and evaluation with 95% intervals
 cost.py      seconds per outer step and the memory its backward keeps
-sinusoid.py  the regression tasks of the MAML paper, the pretrained baseline, the adaptation explorer
+sinusoid.py  the regression tasks of the MAML paper and the pretrained baseline
 omniglot.py  few-shot Omniglot: per-tier presets, episode sampler, published results
 """
 

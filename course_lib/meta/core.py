@@ -18,14 +18,14 @@ Two implementations of the same maths sit side by side (`impl=`):
   `meta_batch` small ones. Gradients to theta flow through `torch.func.grad` by ordinary autograd.
 Tests check that both give the same losses and the same meta-gradients.
 
-Tasks are given batched: x_support (T, S, *x), y_support (T, S[, *y]), x_query (T, Q, *x),
-y_query (T, Q[, *y]); any object with these four attributes works (`Tasks`, `course_lib.data.Episodes`).
+Tasks are given batched, as `course_lib.data.Episodes`: x_support (T, S, *x), y_support (T, S[, *y]),
+x_query (T, Q, *x), y_query (T, Q[, *y]) (any object with these four attributes works).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,15 +39,6 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 METHODS = ("maml", "fomaml", "reptile", "protonet")
 LR_SCHEDULES = ("constant", "cosine")
-
-
-class Tasks(NamedTuple):
-    """A batch of T tasks: S support and Q query examples each."""
-
-    x_support: torch.Tensor  # (T, S, *x)
-    y_support: torch.Tensor  # (T, S) long, or (T, S, *y) float
-    x_query: torch.Tensor  # (T, Q, *x)
-    y_query: torch.Tensor  # (T, Q) long, or (T, Q, *y) float
 
 
 @dataclass(frozen=True)
@@ -137,23 +128,30 @@ def adapt(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *,
     return params
 
 
-def adapt_reference(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *, inner_lr: float,
-                    inner_steps: int, first_order: bool = False, loss: str = "cross_entropy") -> Params:
-    """The same as `adapt`, one task at a time with `torch.autograd.grad` (not usable inside vmap).
+def sgd_steps(params: Params, loss_fn: Callable[[Params], torch.Tensor], *, inner_lr: float, inner_steps: int,
+              first_order: bool = False) -> Params:
+    """The reference inner loop: `inner_steps` SGD steps on `loss_fn(params)` with `torch.autograd.grad`.
 
-    `create_graph=not first_order` keeps the inner gradient in the graph, so backpropagating the
-    query loss through it produces the second-order (Hessian-vector) term.
+    Returns a new dict; with `first_order=False` each step keeps its gradient in the graph
+    (`create_graph=True`), so the result is a differentiable function of `params` and backpropagating
+    through it produces the second-order (Hessian-vector) term. A parameter the loss does not use stays.
     """
-    loss_fn = LOSSES[loss]
     # Evaluation passes detached parameters (and may run under no_grad): adaptation still needs a graph.
     params = {k: p if p.requires_grad else p.detach().requires_grad_() for k, p in params.items()}
     with torch.enable_grad():
         for _ in range(inner_steps):
-            support = loss_fn(functional_call(model, params, (x,)), y)
-            grads = torch.autograd.grad(support, list(params.values()), create_graph=not first_order,
+            grads = torch.autograd.grad(loss_fn(params), list(params.values()), create_graph=not first_order,
                                         allow_unused=True)
             params = {k: p if g is None else p - inner_lr * g for (k, p), g in zip(params.items(), grads)}
     return params
+
+
+def adapt_reference(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, *, inner_lr: float,
+                    inner_steps: int, first_order: bool = False, loss: str = "cross_entropy") -> Params:
+    """The same as `adapt`, one task at a time with `sgd_steps` (not usable inside vmap)."""
+    loss_fn = LOSSES[loss]
+    return sgd_steps(params, lambda p: loss_fn(functional_call(model, p, (x,)), y), inner_lr=inner_lr,
+                     inner_steps=inner_steps, first_order=first_order)
 
 
 def meta_loss(model: nn.Module, tasks, *, inner_lr: float, inner_steps: int, first_order: bool = False,
@@ -239,5 +237,5 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: Me
     return loss.detach(), metric.detach()
 
 
-__all__ = ["Params", "LOSSES", "METHODS", "LR_SCHEDULES", "Tasks", "MetaConfig", "check_inner", "check_tasks",
-           "parameters", "adapt", "adapt_reference", "meta_loss", "reptile_direction", "meta_step"]
+__all__ = ["Params", "LOSSES", "METHODS", "LR_SCHEDULES", "MetaConfig", "check_inner", "check_tasks",
+           "parameters", "adapt", "sgd_steps", "adapt_reference", "meta_loss", "reptile_direction", "meta_step"]

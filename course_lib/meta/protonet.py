@@ -17,6 +17,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from course_lib.meta.core import check_tasks, parameters
+from course_lib.similarity import squared_distances
 
 
 def prototypes(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -25,14 +26,6 @@ def prototypes(features: torch.Tensor, labels: torch.Tensor, n_way: int) -> torc
         raise ValueError(f"expected features (S, D) and labels (S,); got {tuple(features.shape)} and {tuple(labels.shape)}.")
     onehot = F.one_hot(labels, n_way).to(features.dtype)  # (S, N)
     return onehot.T @ features / onehot.sum(0).clamp_min(1).unsqueeze(1)  # (N, D)
-
-
-def squared_distances(queries: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
-    """||q - p||^2 for every pair. queries: (Q, D), protos: (N, D) -> (Q, N).
-
-    Expanded as |q|^2 - 2 q.p + |p|^2: one matrix product instead of a (Q, N, D) difference tensor.
-    """
-    return (queries.pow(2).sum(1, keepdim=True) - 2 * queries @ protos.T + protos.pow(2).sum(1)).clamp_min(0)
 
 
 def protonet_logits(support: torch.Tensor, y_support: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:

@@ -87,7 +87,7 @@ def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator:
 
     run = TrainingRun(step, model=model, optimizer=optimizer, generators=[generator], steps=cfg.steps,
                       budget_s=cfg.budget_s, lr=lambda s, total: outer_lr(cfg, s, total), config=cfg, ignore=IGNORED,
-                      kind=cfg.method, checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
+                      kind="meta", checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
                       stop_after=stop_after, progress=progress, desc=cfg.method)
     return run.train()
 
