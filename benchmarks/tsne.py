@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import record, write_results  # noqa: E402
 from course_lib import tsne as T  # noqa: E402
+from course_lib.similarity import map_knn_accuracy, trustworthiness  # noqa: E402
 
 DATA = ("synthetic mixture of Gaussians: 10 classes x 4 sub-clusters in 128-D, centres N(0, 0.3^2 I), "
         "sub-cluster offsets N(0, 0.3^2 I), points N(0, I) around them, seed 0")
@@ -54,8 +55,8 @@ def run_one(impl: str, x: torch.Tensor, labels: torch.Tensor) -> dict:
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "trustworthiness": T.trustworthiness(x, y, k=10),
-            "knn_accuracy": T.map_knn_accuracy(y, labels, k=10)}
+    return {"seconds": seconds, "trustworthiness": trustworthiness(x, y, k=10),
+            "knn_accuracy": map_knn_accuracy(y, labels, k=10)}
 
 
 def run_partial(x: torch.Tensor, iters: int) -> dict:

@@ -28,11 +28,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
+
+from course_lib.checkpoint import atomic_write
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 MARKDOWN_STUB = "_Write your answer here._"
@@ -159,19 +159,8 @@ def read(path: Path) -> dict:
 def write(path: Path, text: str) -> None:
     """Write `text` to `path` atomically: a run killed mid-write leaves the old file, never half of one
     (this also rewrites the instructor notebooks, which hold the only copy of the solutions)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)  # mkstemp creates 0600; keep the file's own mode
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", durable=False, encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
 
 
 def dumps(nb: dict) -> str:

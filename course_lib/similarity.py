@@ -1,7 +1,9 @@
-"""How feature rows compare: squared Euclidean distances, and each row's nearest neighbours by cosine.
+"""How feature rows compare: squared Euclidean distances, each row's nearest neighbours by cosine, and
+how well a low-dimensional map (t-SNE's) keeps the neighbourhoods of the rows it was made from.
 
     d = squared_distances(a, b)                   # a (n, D), b (m, D) -> (n, m), differentiable
     sims, idx = cosine_topk(queries, keys, k)     # queries (m, D), keys (n, D) -> (m, k), (m, k)
+    trustworthiness(x, embedding), map_knn_accuracy(embedding, labels)    # quality of a 2-D map, in [0, 1]
 
 ProtoNet scores a query by its squared distance to each class prototype, t-SNE builds its affinities
 from squared distances to each point's neighbours; the weighted kNN classifier and the embedding
@@ -10,6 +12,7 @@ explorer vote with, and show, the most cosine-similar rows. Both are written onc
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -66,4 +69,28 @@ def cosine_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, exclude: torc
     return torch.cat(sims), torch.cat(indices)
 
 
-__all__ = ["squared_distances", "cosine_topk"]
+def map_knn_accuracy(embedding: torch.Tensor, labels: torch.Tensor, k: int = 10) -> float:
+    """Leave-one-out accuracy of a k-nearest-neighbour majority vote in a map `embedding` (N, d), labels (N,).
+
+    A quality measure of a 2-D map (do classes stay together?); the kNN classifier of features for
+    the course's results is `course_lib.contrastive.evaluate.knn_accuracy`.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    e = torch.as_tensor(embedding).detach().cpu().double().numpy()
+    y = torch.as_tensor(labels).detach().cpu().numpy()
+    clf = KNeighborsClassifier(n_neighbors=k + 1).fit(e, y)
+    neighbours = clf.kneighbors(e, return_distance=False)[:, 1:]  # drop each point itself
+    votes = np.array([np.bincount(y[row]).argmax() for row in neighbours])
+    return float((votes == y).mean())
+
+
+def trustworthiness(x: torch.Tensor, embedding: torch.Tensor, k: int = 10) -> float:
+    """sklearn.manifold.trustworthiness(x, embedding, n_neighbors=k): 1 = local neighbourhoods kept."""
+    from sklearn.manifold import trustworthiness as _trust
+
+    as_np = lambda t: torch.as_tensor(t).detach().cpu().double().numpy()  # noqa: E731
+    return float(_trust(as_np(x), as_np(embedding), n_neighbors=k))
+
+
+__all__ = ["map_knn_accuracy", "trustworthiness", "squared_distances", "cosine_topk"]

@@ -175,9 +175,7 @@ class TrainingRun:
             raise CheckpointError(
                 f"{self.checkpoint} holds a {self.kind} run with another config ({difference}). To continue that "
                 "run, use its config; to start a new one, choose another checkpoint path or delete the file.")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"], *self.generators)
+        self._restore(state)
         self.history = History(**state["history"])
         return True
 

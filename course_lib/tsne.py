@@ -290,29 +290,5 @@ def tsne_torch(x: torch.Tensor, perplexity: float = 30.0, max_iter: int = 1000) 
     return y
 
 
-def map_knn_accuracy(embedding: torch.Tensor, labels: torch.Tensor, k: int = 10) -> float:
-    """Leave-one-out accuracy of a k-nearest-neighbour majority vote in a map `embedding` (N, d), labels (N,).
-
-    A quality measure of a 2-D map (do classes stay together?); the kNN classifier of features for
-    the course's results is `course_lib.contrastive.evaluate.knn_accuracy`.
-    """
-    from sklearn.neighbors import KNeighborsClassifier
-
-    e = torch.as_tensor(embedding).detach().cpu().double().numpy()
-    y = torch.as_tensor(labels).detach().cpu().numpy()
-    clf = KNeighborsClassifier(n_neighbors=k + 1).fit(e, y)
-    neighbours = clf.kneighbors(e, return_distance=False)[:, 1:]  # drop each point itself
-    votes = np.array([np.bincount(y[row]).argmax() for row in neighbours])
-    return float((votes == y).mean())
-
-
-def trustworthiness(x: torch.Tensor, embedding: torch.Tensor, k: int = 10) -> float:
-    """sklearn.manifold.trustworthiness(x, embedding, n_neighbors=k): 1 = local neighbourhoods kept."""
-    from sklearn.manifold import trustworthiness as _trust
-
-    as_np = lambda t: torch.as_tensor(t).detach().cpu().double().numpy()  # noqa: E731
-    return float(_trust(as_np(x), as_np(embedding), n_neighbors=k))
-
-
 __all__ = ["tsne", "tsne_sklearn", "tsne_torch", "choose_impl", "clear_cache", "joint_probabilities",
-           "kl_gradient", "pca_init", "map_knn_accuracy", "trustworthiness", "CPU_TORCH_MAX_POINTS"]
+           "kl_gradient", "pca_init", "CPU_TORCH_MAX_POINTS"]

@@ -179,10 +179,6 @@ def test_student_version_drops_execution_timings():
 # --- the real course notebooks ------------------------------------------------------------------
 
 
-def test_there_are_notebooks():
-    assert len(NOTEBOOKS) >= 2, "notebooks/ should hold the course"
-
-
 def test_committed_student_versions_and_solutions_equal_a_fresh_build():
     stale = assignments.drift(SOURCE, EXERCISES, SOLUTIONS)
     assert not stale, f"run `python -m course_lib.assignments build`: {stale} differ from a fresh build"

@@ -8,6 +8,7 @@ from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
 from course_lib import tsne as T
+from course_lib.similarity import map_knn_accuracy, trustworthiness
 
 
 def mixture(n: int, seed: int = 0, dim: int = 32, classes: int = 5):
@@ -73,8 +74,8 @@ def test_torch_quality_matches_sklearn():
     ref = T.tsne(x, impl="sklearn", cache=False)
     got = T.tsne(x, impl="torch", cache=False)
     assert got.shape == (400, 2) and got.dtype == torch.float32 and torch.isfinite(got).all()
-    trust_ref, trust = T.trustworthiness(x, ref), T.trustworthiness(x, got)
-    acc_ref, acc = T.map_knn_accuracy(ref, labels), T.map_knn_accuracy(got, labels)
+    trust_ref, trust = trustworthiness(x, ref), trustworthiness(x, got)
+    acc_ref, acc = map_knn_accuracy(ref, labels), map_knn_accuracy(got, labels)
     assert trust >= trust_ref - 0.01, (trust, trust_ref)
     assert acc >= acc_ref - 0.02, (acc, acc_ref)
     assert trust > 0.8 and acc > 0.6  # the map keeps real structure, not just "as bad as the reference"

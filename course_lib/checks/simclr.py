@@ -25,6 +25,7 @@ def _knn_case(n: int, d: int, m: int, k: int, t: float, c: int, scale: float = 1
 register(Exercise(
     name="weighted_knn",
     reference=weighted_knn,
+    rtol=1e-4, atol=1e-5,
     cases=[
         Case("small batch", _knn_case(30, 8, 7, 5, 0.1, 4)),
         Case("k = 1, the nearest neighbour alone", _knn_case(20, 5, 6, 1, 0.1, 3)),
@@ -39,7 +40,6 @@ register(Exercise(
         "torch.zeros(M, num_classes).scatter_add_(1, neighbour_labels, weights).",
         "Raise ValueError when k is not between 1 and the number of training rows.",
     ],
-    rtol=1e-4, atol=1e-5,
 ))
 
 

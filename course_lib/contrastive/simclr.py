@@ -18,6 +18,7 @@ state of its own. On a CPU a resumed run reproduces the uninterrupted run bit fo
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,14 @@ def make_step(model: SimCLRModel, optimizer: torch.optim.Optimizer, images: torc
     return step
 
 
+def knn_monitor(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
+                test_labels: torch.Tensor, size: int) -> dict[str, float]:
+    """{"knn": weighted kNN top-1 (k=200, t=0.1) of the test images against the training images}, on h at `size` px."""
+    bank = extract_features(encoder, images, size)
+    test = extract_features(encoder, test_images, size)
+    return {"knn": knn_accuracy(bank, labels, test, test_labels, k=min(KNN_K, len(bank)))}
+
+
 def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig, labels: torch.Tensor | None = None,
                  test_images: torch.Tensor | None = None, test_labels: torch.Tensor | None = None,
                  checkpoint: str | Path | None = None, checkpoint_every_s: float = 60.0, callback=None,
@@ -188,10 +197,7 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
     warmup = round(config.warmup_epochs * per_epoch)
     monitor = None
     if labels is not None and test_images is not None and test_labels is not None:
-        def monitor():
-            bank = extract_features(model.encoder, images, config.views.size)
-            test = extract_features(model.encoder, test_images, config.views.size)
-            return {"knn": knn_accuracy(bank, labels, test, test_labels, k=min(KNN_K, len(bank)))}
+        monitor = functools.partial(knn_monitor, model.encoder, images, labels, test_images, test_labels, config.views.size)
     callbacks = [c for c in (LivePlot() if config.live_plot else None, callback) if c is not None]
     run = TrainingRun(make_step(model, optimizer, images, config, generator), model=model, optimizer=optimizer,
                       generators=[generator], steps=config.epochs * per_epoch, budget_s=config.budget_s,
@@ -229,5 +235,5 @@ class LivePlot:
         plt.close(fig)
 
 
-__all__ = ["SimCLRConfig", "PRESETS", "KNN_K", "load_data", "build_model", "make_optimizer", "epoch_order", "make_step",
+__all__ = ["SimCLRConfig", "PRESETS", "KNN_K", "load_data", "build_model", "make_optimizer", "epoch_order", "make_step", "knn_monitor",
            "train_simclr", "plot_history", "LivePlot"]

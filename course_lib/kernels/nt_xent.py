@@ -2,7 +2,7 @@
 
 Motivation. `losses.nt_xent_reference` materialises the logits (2N, 2N), the softmax that
 cross-entropy keeps for its backward, and the gradient of the logits, each 4 * (2N)^2 bytes in fp32:
-at 2N = 65,536 that is 16 GiB per matrix (48 GiB peak was measured on an H200). Yet the loss needs
+at 2N = 65,536 that is 16 GiB per matrix, 48 GiB for the three (computed; unmeasured here). Yet the loss needs
 only two numbers per row:
 
     loss_i = lse_i - pos_i,    lse_i = log sum_{j != i} exp(s_ij),   pos_i = s_{i, p(i)},   s_ij = zn_i . zn_j / t
