@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import assignments
+from course_lib import assignments, checkpoint
 from course_lib.assignments import BEGIN, END, AssignmentError
 from course_lib.checks import REGISTRY, CheckFailed
 
@@ -161,7 +161,7 @@ def test_strip_rewrites_atomically_and_keeps_the_old_file_on_failure(tmp_path, m
     def killed(src, dst):
         raise KeyboardInterrupt  # the run is stopped just before the rename
 
-    monkeypatch.setattr(assignments.os, "replace", killed)
+    monkeypatch.setattr(checkpoint.os, "replace", killed)  # the one atomic write, which assignments uses
     with pytest.raises(KeyboardInterrupt):
         assignments.strip_outputs(tmp_path)
     assert path.read_text() == original and [p.name for p in tmp_path.iterdir()] == ["a.ipynb"]
