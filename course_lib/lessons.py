@@ -44,7 +44,7 @@ class ExplorerConfig:
 # smoke: 300 points keep both maps to about a second each on 2 CPU cores (the exact torch t-SNE; see
 # benchmarks/results/tsne-cpu.json), and its minute of training earns no claim beyond "not clearly worse";
 # laptop: sklearn's t-SNE of 2000 points takes tens of seconds on a CPU; full: the torch t-SNE on a GPU.
-# laptop: measured +15.3 points (37.5% vs 22.2%, quiet 2-core CPU, 2026-11-28), asserted with a margin;
+# laptop: measured +14.9 points (37.1% vs 22.2%, quiet 2-core CPU, 2026-12-01), asserted with a margin;
 # full: unmeasured (no GPU run yet), a conservative lower bound.
 EXPLORER_PRESETS = {
     "smoke": ExplorerConfig(n_points=300, perplexity=20, k=8, min_agreement_gain=-0.05),

@@ -1,8 +1,8 @@
-"""Optimisation for SimCLR: the LARS optimizer and the warmup + cosine learning-rate schedule.
+"""Optimisation: the LARS optimizer and the warmup + cosine learning-rate schedule.
 
 Both are what the SimCLR paper trains with (Chen et al., 2020, appendix B.1): LARS lets large batches
-train stably, and the schedule is a pure function of the step, so a resumed run picks up exactly the
-learning rate it would have had.
+train stably. The schedule (also MAML's cosine decay, without warmup) is a pure function of the step and
+the run's planned length, so a resumed run picks up exactly the learning rate it would have had.
 """
 
 from __future__ import annotations
@@ -47,16 +47,15 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float, progress: float | None = None) -> float:
+def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
     """Linear warmup from peak / warmup_steps to `peak`, then cosine decay to 0 at `total_steps`.
 
-    progress: fraction of the run done after the warmup, in [0, 1], if not counted in steps (the
-    laptop tier counts it in minutes of its time budget, so the decay ends on time on any machine).
+    A pure function of the step: with a time budget, `course_lib.training` plans `total_steps` from the
+    measured speed once, so the decay still ends on the last step on any machine.
     """
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
-    if progress is None:
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,21 @@ ENV = {**os.environ, "PYTHONPATH": str(CHILD.parents[1]) + os.pathsep + os.envir
 def _run(which: str, checkpoint: Path, out: Path) -> dict:
     subprocess.run([sys.executable, str(CHILD), which, str(checkpoint), str(out)], check=True, env=ENV, timeout=300)
     return torch.load(out, weights_only=True)
+
+
+def _run_here(which: str, checkpoint: Path) -> dict:
+    """The uninterrupted run, in this process, with the child's thread count (the same reduction order)."""
+    sys.path.insert(0, str(CHILD.parent))
+    threads = torch.get_num_threads()
+    try:
+        import training_child
+
+        torch.set_num_threads(1)
+        model, history = getattr(training_child, which)(str(checkpoint))
+    finally:
+        torch.set_num_threads(threads)
+        sys.path.remove(str(CHILD.parent))
+    return {"model": model.state_dict(), "history": asdict(history)}
 
 
 def _kill_after_first_checkpoint(which: str, checkpoint: Path, out: Path) -> None:
@@ -41,7 +57,7 @@ def _without_times(history: dict) -> dict:
 
 @pytest.mark.parametrize("which", ["simclr", "maml"])
 def test_a_killed_run_resumes_bit_for_bit(tmp_path, which):
-    straight = _run(which, tmp_path / "straight.pt", tmp_path / "straight.out")
+    straight = _run_here(which, tmp_path / "straight.pt")
     _kill_after_first_checkpoint(which, tmp_path / "killed.pt", tmp_path / "resumed.out")
     first = torch.load(tmp_path / "killed.pt", weights_only=True)["history"]
     assert len(first["per_step"]["loss"]) == 1  # killed after step 1 of the plan
