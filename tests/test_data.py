@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from course_lib.data import (CIFAR10_CLASSES, DataIntegrityWarning, DataNotFoundError, class_subset, load_cifar10,
+from course_lib.data import (CIFAR10_CLASSES, CorruptDataError, DataIntegrityWarning, DataNotFoundError, class_subset, load_cifar10,
                              load_omniglot)
 from course_lib.data import cifar10 as cifar_mod
 from course_lib.data import download as dl
@@ -292,3 +292,37 @@ def test_omniglot_absent_offline_names_folder_and_remedy(tmp_path):
     assert str(tmp_path / "omniglot-py") in str(info.value) and "COURSE_DATA_DIR" in str(info.value)
     with pytest.raises(ValueError, match="'train' or 'test'"):
         load_omniglot("val", root=tmp_path)
+
+
+class _RunsCode:
+    """What a tampered "batch" might hold: unpickling it would call open(marker, "w")."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_tampered_cifar_batch_is_refused_without_running_its_code(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar(folder)
+    marker = tmp_path / "pwned"
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump({"data": _RunsCode(marker), "labels": [0]}, fh, protocol=2)
+    with pytest.raises(CorruptDataError, match=r"test_batch.*refused, not run"):
+        load_cifar10("test", root=tmp_path, download=False)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda raw: raw[: len(raw) // 2], "not a readable CIFAR-10 batch"),  # truncated mid-copy
+    (lambda raw: pickle.dumps({"data": [1, 2, 3], "labels": [0]}), "not a CIFAR-10 batch"),  # a pickle, wrong content
+])
+def test_a_damaged_cifar_batch_names_the_file_and_the_remedy(tmp_path, damage, words):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar(folder)
+    (folder / "test_batch").write_bytes(damage((folder / "test_batch").read_bytes()))
+    with pytest.raises(CorruptDataError, match=words) as info:
+        load_cifar10("test", root=tmp_path, download=False)
+    assert "test_batch" in str(info.value) and "download the official archive again" in str(info.value)

@@ -21,7 +21,7 @@ import torch
 
 from course_lib import runtime
 from course_lib.data import cache
-from course_lib.data.download import Archive, ensure, md5sum
+from course_lib.data.download import Archive, CorruptDataError, ensure, md5sum
 
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -54,14 +54,48 @@ def _split_files(split: str) -> list[str]:
     return SPLITS[split]
 
 
+# The only globals a batch refers to: numpy's array reconstruction (numpy < 2 and >= 2 name it differently),
+# and _codecs.encode, with which Python 3 writes bytes in the python-2 protocol (str -> bytes, nothing else).
+# Anything else in a "batch" file is not CIFAR-10 and is refused before it can run.
+ALLOWED_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                   ("numpy._core.multiarray", "_reconstruct"), ("_codecs", "encode")}
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 batch holds (dicts, lists, str, bytes, ints, numpy arrays) and nothing else:
+    a pickle can name any function to call while loading, so a tampered file could otherwise run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it asks for {module}.{name}, which no CIFAR-10 batch contains; refused, not run")
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    """(data (n, 3072) uint8, labels (n,) ints in 0..9) of one python batch file, read safely and checked."""
+    remedy = (f"Delete {path.parent} and let load_cifar10 download the official archive again (or re-run "
+              "materialize.py); never load data files from an untrusted source.")
+    try:
+        with open(path, "rb") as fh:
+            batch = BatchUnpickler(fh, encoding="latin1").load()  # the official files are python-2 pickles
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises many types; all mean the same here
+        raise CorruptDataError(f"{path} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}). {remedy}") from exc
+    data = batch.get("data") if isinstance(batch, dict) else None
+    labels = batch.get("labels") if isinstance(batch, dict) else None
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
+            and isinstance(labels, list) and len(labels) == len(data)
+            and all(isinstance(v, int) and 0 <= v < 10 for v in labels)):
+        raise CorruptDataError(f"{path} is a pickle, but not a CIFAR-10 batch: expected a dict with 'data' (N, 3072) "
+                               f"uint8 and N 'labels' in 0..9. {remedy}")
+    return data, labels
+
+
 def _decode(folder: Path, files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for name in files:
-        with open(folder / name, "rb") as fh:
-            batch = pickle.load(fh, encoding="latin1")  # the official files are python-2 pickles
-        data = np.asarray(batch["data"], dtype=np.uint8)  # (10000, 3072): 1024 R, 1024 G, 1024 B, row-major
+        data, batch_labels = read_batch(folder / name)  # data: 1024 R, 1024 G, 1024 B values per row, row-major
         images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
-        labels.append(torch.as_tensor(batch["labels"], dtype=torch.int64))
+        labels.append(torch.as_tensor(batch_labels, dtype=torch.int64))
     return torch.cat(images), torch.cat(labels)
 
 

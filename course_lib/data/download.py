@@ -39,6 +39,10 @@ class DownloadError(RuntimeError):
     """A download failed or its checksum did not match the official one."""
 
 
+class CorruptDataError(ValueError):
+    """A data file on disk is damaged, truncated or not what it claims to be; the message names it."""
+
+
 @dataclass(frozen=True)
 class Archive:
     """An official archive: where it lives, its file name and its official MD5."""
@@ -141,4 +145,4 @@ def ensure(root: Path, name: str, folder: Path, missing: Callable[[], list[str]]
                                 f"the downloaded archives in {into} and try again.")
 
 
-__all__ = ["Archive", "DataNotFoundError", "DownloadError", "provide_help", "md5sum", "download", "extract", "ensure"]
+__all__ = ["Archive", "CorruptDataError", "DataNotFoundError", "DownloadError", "provide_help", "md5sum", "download", "extract", "ensure"]
