@@ -102,11 +102,20 @@ def test_cuda_episodes_match_cpu_with_the_same_cpu_generator():
     (dict(n_way=5, k_shot=5, n_query=16, meta_batch=2), "only 20 drawings"),
     (dict(n_way=0, k_shot=1, n_query=1, meta_batch=2), "n_way must be"),
     (dict(n_way=5, k_shot=1, n_query=-1, meta_batch=2), "n_query must be"),
+    (dict(n_way=5, k_shot=1, n_query=0, meta_batch=2), "n_query must be a whole number >= 1"),  # nothing to score
+    (dict(n_way=5.0, k_shot=1, n_query=1, meta_batch=2), "n_way must be a whole number"),
     (dict(n_way=5, k_shot=1, n_query=1, meta_batch=0), "meta_batch must be"),
 ])
 def test_impossible_requests_raise_clear_errors(kwargs, words):
     with pytest.raises(ValueError, match=words):
         sample_episodes(_coded_images(), **kwargs)
+
+
+def test_numpy_integers_are_whole_numbers_too():
+    import numpy as np
+
+    ep = sample_episodes(_coded_images(), n_way=np.int64(3), k_shot=np.int32(1), n_query=np.int64(2), meta_batch=2)
+    assert ep.x_support.shape[:2] == (2, 3) and ep.y_query.shape == (2, 6)
 
 
 def test_rejects_non_square_rotation_and_flat_images():

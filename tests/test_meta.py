@@ -232,6 +232,9 @@ def test_bad_shapes_and_configs_raise():
         MetaConfig(inner_steps=0)
     with pytest.raises(ValueError, match="meta_batch"):
         MetaConfig(meta_batch=0)
+    for bad in (float("nan"), float("inf"), 0.0, -1e-3):
+        with pytest.raises(ValueError, match="meta_lr must be a finite number > 0"):
+            MetaConfig(meta_lr=bad)
     with pytest.raises(ValueError, match="expects images"):
         Conv4(3, 4)(torch.zeros(2, 28, 28))
 

@@ -12,6 +12,7 @@ turns. Which class gets label 0, 1, ... is random per task (the classes come out
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -52,9 +53,12 @@ def sample_episodes(images: torch.Tensor, n_way: int, k_shot: int, n_query: int,
     if images.ndim < 3:
         raise ValueError(f"images must be (classes, drawings, *image shape), e.g. (1200, 20, 1, 28, 28); "
                          f"got shape {tuple(images.shape)}.")
-    for name, value, low in (("n_way", n_way, 1), ("k_shot", k_shot, 1), ("n_query", n_query, 0), ("meta_batch", meta_batch, 1)):
-        if not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+    # Any integral number (a numpy int from a config, say) is fine; a query set is needed to score a task.
+    counts = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query, "meta_batch": meta_batch}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
+    n_way, k_shot, n_query, meta_batch = (int(v) for v in counts.values())
     n_classes, n_drawings = images.shape[:2]
     if rotate and (images.ndim < 4 or images.shape[-1] != images.shape[-2]):
         raise ValueError(f"rotate=True needs square images (..., H, W) with H == W; got {tuple(images.shape[2:])}.")

@@ -24,6 +24,7 @@ x_query (T, Q, *x), y_query (T, Q[, *y]) (any object with these four attributes 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -70,8 +71,8 @@ class MetaConfig:
         for name in ("meta_batch", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.meta_lr <= 0:
-            raise ValueError(f"meta_lr must be positive, got {self.meta_lr}.")
+        if not (isinstance(self.meta_lr, (int, float)) and math.isfinite(self.meta_lr) and self.meta_lr > 0):
+            raise ValueError(f"meta_lr must be a finite number > 0 (the outer Adam step size), got {self.meta_lr!r}.")
 
 
 def check_inner(inner_lr: float, inner_steps: int) -> None:
