@@ -17,6 +17,7 @@ device and N (see CPU_TORCH_MAX_POINTS).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -35,10 +36,9 @@ NO_PROGRESS_ITERS = 300  # stop after this many steps without a lower KL (sklear
 # GPU busy; on a CPU, blocks that fit in the cache run several times faster than whole N x N passes.
 CHUNK_BYTES = {"cuda": 256 * 2**20, "cpu": 4 * 2**20}
 
-# On a CPU the exact O(N^2) torch path beats sklearn's Barnes-Hut only for small N. Measured with
-# `python benchmarks/tsne.py --sizes 300 500 1000 2000 5000 10000 --threads 1` on the shared 2-core machine
-# under load (benchmarks/results/tsne-cpu.json): N=300 torch 0.9 s vs sklearn 1.8 s; N=500 3.2 s each (an
-# earlier run: 8.5 s vs 6.5 s); N=1000 18.1 s vs 9.4 s. So `auto` runs torch on a CPU up to 300 points only.
+# On a CPU the exact O(N^2) torch path beats sklearn's Barnes-Hut only for small N (benchmarks/results/tsne-cpu.json,
+# `benchmarks/tsne.py --threads 1`, shared 2-core machine): N=300 torch 0.9 s vs sklearn 1.8 s; N=500 3.2 s each
+# (another run: 8.5 s vs 6.5 s); N=1000 18.1 s vs 9.4 s. So `auto` runs torch on a CPU up to 300 points only.
 CPU_TORCH_MAX_POINTS = 300
 
 _MEMORY_CACHE: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -49,10 +49,8 @@ def _validate(x: torch.Tensor, perplexity: float, impl: str) -> None:
     if impl not in IMPLS:
         raise ValueError(f"impl={impl!r} is not a t-SNE implementation; expected one of {', '.join(IMPLS)}.")
     if x.dim() != 2:
-        raise ValueError(
-            f"tsne expects features of shape (N, D), got shape {tuple(x.shape)}; "
-            "flatten each sample to one row first (e.g. x.reshape(len(x), -1))."
-        )
+        raise ValueError(f"tsne expects features of shape (N, D), got shape {tuple(x.shape)}; "
+                         "flatten each sample to one row first (e.g. x.reshape(len(x), -1)).")
     if not x.is_floating_point():
         raise TypeError(f"tsne expects floating-point features, got {x.dtype}; convert with x.float().")
     if not torch.isfinite(x).all():
@@ -60,10 +58,13 @@ def _validate(x: torch.Tensor, perplexity: float, impl: str) -> None:
     if not perplexity > 0:
         raise ValueError(f"perplexity must be positive, got {perplexity}; 5 to 50 is the usual range.")
     if x.shape[0] < 3 * perplexity:
-        raise ValueError(
-            f"t-SNE needs at least 3 x perplexity = {3 * perplexity:g} points, got {x.shape[0]}; "
-            f"use more points or a perplexity of at most {x.shape[0] // 3}."
-        )
+        raise ValueError(f"t-SNE needs at least 3 x perplexity = {3 * perplexity:g} points, got {x.shape[0]}; "
+                         f"use more points or a perplexity of at most {x.shape[0] // 3}.")
+
+
+def _collapsed(x: torch.Tensor) -> bool:
+    """Whether all rows of x (N, D) are one point (to 1e-6 of their size): sklearn's PCA init crashes on it."""
+    return bool((x - x[:1]).abs().amax() <= 1e-6 * x.abs().amax().clamp_min(1e-30))
 
 
 def choose_impl(n_points: int, device: torch.device) -> str:
@@ -102,6 +103,11 @@ def tsne(
     _validate(x, perplexity, impl)
     if max_iter < EXPLORATION_ITERS:
         raise ValueError(f"max_iter must be at least {EXPLORATION_ITERS} (the early-exaggeration phase), got {max_iter}.")
+    if _collapsed(x):
+        warnings.warn(f"all {x.shape[0]} feature vectors are the same (up to 1e-6 of their size), as a collapsed "
+                      "encoder produces: there is no neighbourhood to map, so every point is placed at (0, 0). "
+                      "Check the encoder (uniformity, effective rank) before reading a map.", stacklevel=2)
+        return torch.zeros(x.shape[0], 2, device=x.device)
     chosen = choose_impl(x.shape[0], x.device) if impl == "auto" else impl
     key = _key(x, perplexity=float(perplexity), impl=chosen, seed=seed, max_iter=max_iter,
                device=x.device.type if chosen == "torch" else "cpu")

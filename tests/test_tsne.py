@@ -165,3 +165,13 @@ def test_row_blocks_give_the_same_affinities_and_gradient(monkeypatch):
     torch.testing.assert_close(P_blocks, P_whole, rtol=1e-5, atol=1e-9)
     torch.testing.assert_close(grad_blocks, grad_whole, rtol=1e-4, atol=1e-8)
     assert abs(float(kl_blocks) - float(kl_whole)) < 1e-4
+
+
+@pytest.mark.parametrize("impl", ["sklearn", "torch", "auto"])
+@pytest.mark.parametrize("scale", [0.0, 1e-9])
+def test_collapsed_features_give_a_degenerate_map_with_a_warning_not_a_crash(impl, scale):
+    """A collapsed encoder maps every image to one point: sklearn's PCA init would kill the process."""
+    x = torch.ones(60, 8) * 3.0 + scale * torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match="collapsed encoder"):
+        y = T.tsne(x, perplexity=5, impl=impl, cache=False)
+    assert y.shape == (60, 2) and torch.equal(y, torch.zeros(60, 2))
