@@ -36,6 +36,7 @@ from course_lib.checkpoint import atomic_write
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 MARKDOWN_STUB = "_Write your answer here._"
+GENERATED = "course_lib_student_version"  # notebook metadata key: this file was written by `build`
 # Defaults of the command line, relative to the current folder (a repository checkout's root).
 SOURCE = Path("notebooks")
 SOLUTIONS = Path("course_lib", "checks", "solutions.json")
@@ -112,6 +113,7 @@ def student_notebook(nb: dict, name: str = "notebook") -> dict:
         exercise = _exercise_of(cell, f"{name}, cell {index}")
         if exercise is not None:
             cell["source"] = strip_solution(_source(cell), exercise, markdown=cell["cell_type"] == "markdown")
+    nb.setdefault("metadata", {})[GENERATED] = {"source": name}
     return nb
 
 
@@ -178,9 +180,21 @@ def notebooks(source: Path) -> list[Path]:
     return found
 
 
+def _generated(path: Path) -> bool:
+    """Whether `path` is a student version that `build` wrote (it carries the metadata mark below)."""
+    try:
+        return GENERATED in read(path).get("metadata", {})
+    except (OSError, ValueError):
+        return False
+
+
 def build(source: Path, dest: Path, solutions: Path | None = None) -> list[Path]:
-    """Write a student version of every notebook in `source` to `dest` (removing stale ones) and, when
-    `solutions` is given, the worked solutions file there. Returns the paths written."""
+    """Write a student version of every notebook in `source` to `dest` and, when `solutions` is given, the
+    worked solutions file there. Returns the paths written. Student versions in `dest` whose instructor
+    notebook is gone are removed; any other notebook there is left alone."""
+    if Path(dest).resolve() == Path(source).resolve():
+        raise AssignmentError(f"--out {dest} is the source folder: the student versions would overwrite the "
+                              "instructor notebooks, the only copy of the solutions. Choose another --out.")
     student = {path.name: dumps(student_notebook(read(path), path.name)) for path in notebooks(source)}
     worked = solutions_json(source) if solutions is not None else None  # every notebook is valid before a write
     dest = Path(dest)
@@ -190,7 +204,8 @@ def build(source: Path, dest: Path, solutions: Path | None = None) -> list[Path]
         write(dest / name, text)
         written.append(dest / name)
     for stale in set(dest.glob("*.ipynb")) - set(written):
-        stale.unlink()
+        if _generated(stale):
+            stale.unlink()
     if worked is not None:
         Path(solutions).parent.mkdir(parents=True, exist_ok=True)
         write(Path(solutions), worked)

@@ -1,7 +1,7 @@
 """One training run, written once for every trainer of the kit (SimCLR, MAML, Reptile, ProtoNet, ...).
 
-    run = TrainingRun(step, model=model, optimizer=opt, generators=[gen], steps=cfg.steps,
-                      budget_s=cfg.budget_s, lr=schedule, config=cfg, kind="simclr", checkpoint=path)
+    run = TrainingRun(step, model=model, optimizer=opt, generators=[gen], steps=cfg.steps, budget_s=cfg.budget_s,
+                      lr=schedule, kind="simclr", identity=config_identity(cfg), checkpoint=path)
     history = run.train()       # resumes from `path` if it holds this config's run
 
 A trainer supplies `step(s) -> {"loss": tensor, ...}`, one optimisation step (data, forward, backward,
@@ -99,7 +99,7 @@ class TrainingRun:
     step: one optimisation step, `step(s) -> {"loss": scalar tensor, ...}`, drawing only from `generators`.
     model, optimizer: what a checkpoint saves (with every random state) and calibration puts back.
     steps, budget_s: the plan (see `calibrate`); lr(step, total_steps): the learning rate, set before each step.
-    kind, config, ignore: the checkpoint's tag, and the dataclass whose fields (less `ignore`) a resume must match.
+    kind, identity: the checkpoint's tag, and {field: value} strings a resume must match (`config_identity`).
     checkpoint, checkpoint_every_s: where and how often to save (None: no checkpoint).
     evaluate, evaluate_every: metrics {name: float} recorded every that many steps and at the end.
     callback(history): after each evaluation and at the end of the call. stop_after: steps in this call at most.
@@ -107,7 +107,7 @@ class TrainingRun:
 
     def __init__(self, step: StepFn, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                  generators: Sequence[torch.Generator], steps: int, lr: Callable[[int, int], float],
-                 kind: str, config=None, budget_s: float | None = None, ignore: Sequence[str] = (),
+                 kind: str, identity: Mapping[str, str] | None = None, budget_s: float | None = None,
                  checkpoint: str | Path | None = None, checkpoint_every_s: float = 60.0,
                  evaluate: Callable[[], Mapping[str, float]] | None = None, evaluate_every: int = 0,
                  callback: Callable[[History], None] | None = None, stop_after: int | None = None,
@@ -118,7 +118,7 @@ class TrainingRun:
             raise ValueError(f"budget_s must be a number of seconds > 0 (or None for no budget), got {budget_s!r}.")
         self.step_fn, self.model, self.optimizer, self.generators = step, model, optimizer, list(generators)
         self.max_steps, self.budget_s, self.lr, self.kind = steps, budget_s, lr, kind
-        self.identity = config_identity(config, ignore) if config is not None else {}
+        self.identity = dict(identity or {})
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every_s, self.evaluate, self.evaluate_every = checkpoint_every_s, evaluate, evaluate_every
         self.callback, self.stop_after, self.progress, self.desc = callback, stop_after, progress, desc
@@ -175,7 +175,12 @@ class TrainingRun:
             raise CheckpointError(
                 f"{self.checkpoint} holds a {self.kind} run with another config ({difference}). To continue that "
                 "run, use its config; to start a new one, choose another checkpoint path or delete the file.")
-        self._restore(state)
+        try:
+            self._restore(state)
+        except (RuntimeError, ValueError, KeyError) as exc:  # e.g. a network of another width
+            raise CheckpointError(
+                f"{self.checkpoint} does not fit this model or optimizer ({' '.join(str(exc).split())[:300]}). "
+                "It was written for another network: choose another checkpoint path or delete the file.") from exc
         self.history = History(**state["history"])
         return True
 
@@ -199,7 +204,8 @@ class TrainingRun:
             at = first + bad
             raise FloatingPointError(
                 f"the {self.desc} loss became {self.history.losses[at]} at step {at}: training diverged. "
-                "Lower the learning rate; the last checkpoint, if any, holds the run from before.")
+                "Lower the learning rate and start a new run (another checkpoint path, or delete the old file: a "
+                "checkpoint resumes only the config that wrote it).")
 
     # -- the loop ------------------------------------------------------------------------------------
     def train(self) -> History:

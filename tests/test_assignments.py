@@ -88,9 +88,12 @@ def test_build_writes_removes_stale_and_detects_drift(tmp_path):
     src = _course(tmp_path)
     dest, sols = src / "exercises", tmp_path / "solutions.json"
     dest.mkdir()
-    (dest / "stale.ipynb").write_text("{}")
+    stale = assignments.student_notebook(_nb(_cell("print(1)")), "gone.ipynb")  # its instructor version is gone
+    (dest / "gone.ipynb").write_text(assignments.dumps(stale))
+    (dest / "mine.ipynb").write_text("{}")  # an instructor's own notebook in the folder: never deleted
     assert [p.name for p in assignments.build(src, dest, sols)] == ["a.ipynb", "solutions.json"]
-    assert not (dest / "stale.ipynb").exists()
+    assert not (dest / "gone.ipynb").exists() and (dest / "mine.ipynb").read_text() == "{}"
+    (dest / "mine.ipynb").unlink()
     assert assignments.drift(src, dest, sols) == []
     (dest / "a.ipynb").write_text((dest / "a.ipynb").read_text().replace("NotImplementedError", "ValueError"))
     assert assignments.drift(src, dest, sols) == ["a.ipynb"]
@@ -98,6 +101,14 @@ def test_build_writes_removes_stale_and_detects_drift(tmp_path):
     assert assignments.main(["check", *cli]) == 1
     assert assignments.main(["build", *cli]) == 0
     assert assignments.main(["check", *cli]) == 0
+
+
+def test_build_refuses_to_write_over_its_source(tmp_path):
+    src = _course(tmp_path)
+    before = (src / "a.ipynb").read_text()
+    with pytest.raises(AssignmentError, match="overwrite the instructor notebooks"):
+        assignments.build(src, src / ".." / src.name)
+    assert (src / "a.ipynb").read_text() == before
 
 
 def test_worked_solutions_are_the_solution_cells_without_their_markers(tmp_path):

@@ -270,10 +270,10 @@ def test_meta_training_resumes_exactly_and_only_with_its_config(tmp_path, schedu
     first = SinusoidMLP(hidden=16)
     ckpt = tmp_path / "maml.pt"
     meta_train(first, sample, cfg, generator=torch.Generator().manual_seed(1), checkpoint=ckpt, stop_after=3,
-               progress=False)
+               setup={"n_query": "5"}, progress=False)
     resumed = SinusoidMLP(hidden=16)  # a fresh process would start from other weights and another generator
     hist = meta_train(resumed, sample, cfg, generator=torch.Generator().manual_seed(99), checkpoint=ckpt,
-                      progress=False)
+                      setup={"n_query": "5"}, progress=False)
     assert hist.step == 6 and hist.per_step == full.per_step and set(hist.per_step) == {"loss", "metric"}
     for a, b in zip(straight.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -281,9 +281,12 @@ def test_meta_training_resumes_exactly_and_only_with_its_config(tmp_path, schedu
                          (replace(cfg, steps=7), "steps"), (replace(cfg, budget_s=60.0), "budget_s")):
         with pytest.raises(CheckpointError, match=f"{field}: "):
             meta_train(SinusoidMLP(16), sample, other, generator=torch.Generator(), checkpoint=ckpt, progress=False)
+    with pytest.raises(CheckpointError, match="setup.n_query: 5 in the checkpoint, 15 now"):
+        meta_train(SinusoidMLP(16), sample, cfg, generator=torch.Generator(), checkpoint=ckpt, setup={"n_query": "15"},
+                   progress=False)
     # more test-time steps do not change the training: the run resumes (and is done)
     hist = meta_train(resumed, sample, replace(cfg, eval_inner_steps=9), generator=torch.Generator(), checkpoint=ckpt,
-                      progress=False)
+                      setup={"n_query": "5"}, progress=False)
     assert hist.step == 6
 
 

@@ -5,6 +5,7 @@ CPU), for the smoke presets of SimCLR (with its time budget) and of Omniglot MAM
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -42,6 +43,8 @@ def _kill_after_first_checkpoint(which: str, checkpoint: Path, out: Path) -> Non
     child = subprocess.Popen([sys.executable, str(CHILD), which, str(checkpoint), str(out), "--hang-after-first-save"],
                              stdout=subprocess.PIPE, text=True, env=ENV)
     try:
+        ready, _, _ = select.select([child.stdout], [], [], 240)  # never wait forever on a stuck child
+        assert ready, "the training process wrote no checkpoint within 4 minutes"
         assert child.stdout.readline().strip() == "saved", "the training process ended before its first checkpoint"
         child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=60) == -signal.SIGKILL

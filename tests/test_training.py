@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from course_lib.checkpoint import CheckpointError, load_checkpoint
+from course_lib import training
 from course_lib.training import TrainingRun, config_identity, describe_difference, plan_steps
 
 
@@ -22,23 +23,23 @@ class ToyConfig:
     seed: int = 0
 
 
-def _run(cfg: ToyConfig, checkpoint=None, stop_after=None, loss_scale=1.0, **kwargs):
+def _run(cfg: ToyConfig, checkpoint=None, stop_after=None, loss_scale=1.0, width=1, **kwargs):
     """Noisy linear regression with SGD: every step draws from the generator, like a real trainer."""
     torch.manual_seed(0)
-    model = nn.Linear(3, 1)
+    model = nn.Linear(3, width)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def step(s):
         x = torch.randn(16, 3, generator=gen)
-        loss = loss_scale * ((model(x).squeeze(1) - x.sum(1)) ** 2).mean()
+        loss = loss_scale * ((model(x).mean(1) - x.sum(1)) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         return {"loss": loss.detach(), "lr": torch.tensor(optimizer.param_groups[0]["lr"])}
 
     run = TrainingRun(step, model=model, optimizer=optimizer, generators=[gen], steps=cfg.steps, budget_s=cfg.budget_s,
-                      lr=lambda s, total: cfg.lr * (1 - s / total), config=cfg, ignore=("report_every",), kind="toy",
+                      lr=lambda s, total: cfg.lr * (1 - s / total), identity=config_identity(cfg, ("report_every",)), kind="toy",
                       checkpoint=checkpoint, stop_after=stop_after, progress=False, **kwargs)
     return model, run.train()
 
@@ -89,8 +90,30 @@ def test_a_diverging_loss_stops_the_run_before_it_is_saved(tmp_path):
     assert not (tmp_path / "run.pt").exists()
 
 
-def test_checkpoints_follow_the_cadence(tmp_path):
-    _run(ToyConfig(), checkpoint=tmp_path / "every.pt", checkpoint_every_s=0.0, stop_after=1)
-    assert load_checkpoint(tmp_path / "every.pt", kind="toy")["history"]["per_step"]["loss"].__len__() == 1
+def test_a_budget_is_planned_once_and_the_resumed_run_keeps_the_plan(tmp_path, monkeypatch):
+    cfg = ToyConfig(steps=10_000, budget_s=0.3)
+    model, first = _run(cfg, checkpoint=tmp_path / "run.pt", stop_after=3)
+    assert 3 < first.total_steps < 10_000 and first.step == 3
+    monkeypatch.setattr(TrainingRun, "calibrate", lambda self: pytest.fail("a resumed run planned its steps again"))
+    resumed_model, resumed = _run(cfg, checkpoint=tmp_path / "run.pt")
+    assert resumed.total_steps == first.total_steps == resumed.step
+    monkeypatch.undo()
+    same, planned = _run(ToyConfig(steps=first.total_steps))
+    assert resumed.per_step == planned.per_step
+    assert all(torch.equal(a, b) for a, b in zip(resumed_model.parameters(), same.parameters()))
+
+
+def test_a_checkpoint_of_another_network_is_refused_clearly(tmp_path):
+    _run(ToyConfig(steps=2), checkpoint=tmp_path / "run.pt")
+    with pytest.raises(CheckpointError, match="does not fit this model.*another checkpoint path"):
+        _run(ToyConfig(steps=2), checkpoint=tmp_path / "run.pt", width=4)  # same config, wider network
+
+
+@pytest.mark.parametrize("every, saves", [(0.0, 12), (3600.0, 1)])
+def test_checkpoints_follow_the_cadence(tmp_path, monkeypatch, every, saves):
+    calls = []
+    monkeypatch.setattr(training, "save_checkpoint", lambda *a, **k: calls.append(k["history"]["per_step"]["loss"]))
+    _run(ToyConfig(), checkpoint=tmp_path / "run.pt", checkpoint_every_s=every)
+    assert len(calls) == saves and len(calls[-1]) == 12  # every step, or only the end of the run
     with pytest.raises(ValueError, match="budget_s must be"):
         _run(ToyConfig(budget_s=0.0))

@@ -30,7 +30,7 @@ from course_lib.contrastive.losses import nt_xent
 from course_lib.contrastive.models import ProjectionHead, SimCLRModel, build_encoder
 from course_lib.contrastive.views import ViewConfig, simclr_views
 from course_lib.optim import LARS, learning_rate
-from course_lib.training import History, TrainingRun
+from course_lib.training import History, TrainingRun, config_identity
 
 KNN_K = 200  # neighbours of the kNN monitor (Wu et al., 2018; SimCLR and MoCo report k = 200)
 
@@ -201,7 +201,8 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
     callbacks = [c for c in (LivePlot() if config.live_plot else None, callback) if c is not None]
     run = TrainingRun(make_step(model, optimizer, images, config, generator), model=model, optimizer=optimizer,
                       generators=[generator], steps=config.epochs * per_epoch, budget_s=config.budget_s,
-                      lr=lambda s, total: learning_rate(s, total, warmup, config.lr), config=config, ignore=IGNORED,
+                      lr=lambda s, total: learning_rate(s, total, warmup, config.lr),
+                      identity=config_identity(config, IGNORED),
                       kind="simclr", checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s, evaluate=monitor,
                       evaluate_every=config.knn_every * per_epoch, progress=progress, desc="SimCLR",
                       callback=(lambda h: [c(h) for c in callbacks]) if callbacks else None)
@@ -223,16 +224,27 @@ def plot_history(history: History, ax=None):
 
 
 class LivePlot:
-    """Callback that redraws `plot_history` in a notebook output after every kNN check."""
+    """Callback that redraws `plot_history` in one notebook output after every kNN check.
+
+    The figure is one display that is updated in place, so the progress bar above it stays.
+    """
+
+    def __init__(self):
+        self.handle = None
 
     def __call__(self, history: History) -> None:
         import matplotlib.pyplot as plt
-        from IPython.display import clear_output, display
+        from IPython.display import display
+
+        from course_lib.explore.figures import figure_image
 
         fig = plot_history(history)
-        clear_output(wait=True)
-        display(fig)
+        image = figure_image(fig)
         plt.close(fig)
+        if self.handle is None:
+            self.handle = display(image, display_id=True)
+        else:
+            self.handle.update(image)
 
 
 __all__ = ["SimCLRConfig", "PRESETS", "KNN_K", "load_data", "build_model", "make_optimizer", "epoch_order", "make_step", "knn_monitor",

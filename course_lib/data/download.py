@@ -2,7 +2,7 @@
 
 Every dataset loader in `course_lib.data` goes through here, so the rules live in one place:
 
-- a download is written to a unique `.<name>.*.part` file and renamed only once it is complete and
+- a download is written to a unique `.<name>.*.tmp` file and renamed only once it is complete and
   its MD5 matches the official sum, so an interrupted or corrupted download never looks like a good
   file, and two processes downloading at once never write into the same file;
 - the connection has a timeout, and a failure says what was fetched, from where, and what to do;

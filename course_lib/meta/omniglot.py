@@ -17,6 +17,7 @@ import torch
 
 from course_lib.data import sample_episodes
 from course_lib.meta.core import MetaConfig
+from course_lib.training import config_identity
 
 # Published test accuracies (%), Omniglot, keyed by (n_way, k_shot).
 # MAML and first-order MAML: Finn et al. 2017, Table 1. ProtoNet: Snell et al. 2017, Table 1.
@@ -74,6 +75,12 @@ OMNIGLOT_PRESETS = {
 }
 
 
+def run_identity(cfg: OmniglotConfig) -> dict[str, str]:
+    """What, besides its MetaConfig, defines a training run of `cfg`: the episodes (shots, queries, rotations)
+    and the network (width, downsampling). Pass it as meta_train's `setup`, so a resume refuses a change."""
+    return config_identity(cfg, ignore=("eval_shots", "eval_tasks", "min_accuracy", "maml", "protonet"))
+
+
 def episode_sampler(images: torch.Tensor, n_way: int, k_shot: int, n_query: int, rotate: bool = False):
     """A function (meta_batch, generator) -> Episodes drawn from `images` (C, 20, 1, 28, 28)."""
 
@@ -83,4 +90,4 @@ def episode_sampler(images: torch.Tensor, n_way: int, k_shot: int, n_query: int,
     return sample
 
 
-__all__ = ["PUBLISHED", "OmniglotConfig", "OMNIGLOT_PRESETS", "episode_sampler"]
+__all__ = ["PUBLISHED", "OmniglotConfig", "OMNIGLOT_PRESETS", "run_identity", "episode_sampler"]

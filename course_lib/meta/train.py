@@ -5,7 +5,8 @@
 
 `sample(meta_batch, generator)` returns a batch of tasks (`course_lib.data.Episodes`). The run (plan,
 checkpoints, exact resume, progress) is `course_lib.training.TrainingRun`, the same as SimCLR's: a run
-interrupted and restarted ends with exactly the parameters of an uninterrupted one.
+interrupted and restarted ends with exactly the parameters of an uninterrupted one (on a CPU; cuDNN's
+convolution backward on a GPU is not deterministic by default, so there it matches to within rounding).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from torch import nn
 from course_lib.meta.core import MetaConfig, meta_loss, meta_step
 from course_lib.meta.protonet import protonet_loss, protonet_step
 from course_lib.optim import learning_rate
-from course_lib.training import History, TrainingRun
+from course_lib.training import History, TrainingRun, config_identity
 
 Sampler = Callable[[int, torch.Generator], object]  # (meta_batch, generator) -> tasks
 
@@ -70,13 +71,15 @@ IGNORED = ("eval_inner_steps",)  # config fields that do not change training: a 
 
 def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator: torch.Generator,
                checkpoint: str | Path | None = None, checkpoint_every_s: float = 60.0, stop_after: int | None = None,
-               impl: str = "vmap", progress: bool = True) -> History:
+               setup: Mapping[str, str] | None = None, impl: str = "vmap", progress: bool = True) -> History:
     """Train `model` in place for cfg.steps outer steps, or what fits in cfg.budget_s; returns the History.
 
     history.per_step holds "loss" (the meta-loss) and "metric" (the meta-batch's mean query metric) of
     every step. checkpoint: resumed if it exists (same config), written every `checkpoint_every_s`
     seconds of training and at the end. stop_after: stop after this many steps in this call (to show an
-    interrupted run; calling again resumes). The run itself is `course_lib.training.TrainingRun`.
+    interrupted run; calling again resumes). setup: what else defines the run besides `cfg` (the data and
+    the network, e.g. `omniglot.run_identity(config)`), which a resume must match too. The run itself
+    is `course_lib.training.TrainingRun`.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.meta_lr)
     model.train()  # BatchNorm on batch statistics, always
@@ -86,7 +89,8 @@ def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator:
         return {"loss": loss, "metric": metric.mean()}
 
     run = TrainingRun(step, model=model, optimizer=optimizer, generators=[generator], steps=cfg.steps,
-                      budget_s=cfg.budget_s, lr=lambda s, total: outer_lr(cfg, s, total), config=cfg, ignore=IGNORED,
+                      budget_s=cfg.budget_s, lr=lambda s, total: outer_lr(cfg, s, total),
+                      identity={**config_identity(cfg, IGNORED), **{f"setup.{k}": v for k, v in dict(setup or {}).items()}},
                       kind="meta", checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
                       stop_after=stop_after, progress=progress, desc=cfg.method)
     return run.train()
