@@ -285,3 +285,23 @@ def test_view_explorer_controls_change_the_config_and_draw():
     assert set(VIEWS_LESSON_PRESETS) == {"smoke", "laptop", "full"}
     with pytest.raises(ValueError, match="1 to 16 images"):
         ViewExplorer(_images(20))
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(size=0), "size must be a whole number"),
+    (dict(scale=(1.0, 0.2)), "scale must be a range"),
+    (dict(ratio=(0.0, 1.0)), "ratio must be a range"),
+    (dict(flip_p=2.0), "flip_p is a probability"),
+    (dict(gray_p=-0.1), "gray_p is a probability"),
+    (dict(jitter=(-0.4, 0.4, 0.4, 0.1)), "jitter strengths must be >= 0"),
+])
+def test_an_impossible_view_config_is_refused(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        ViewConfig(**kwargs)
+
+
+def test_images_with_nan_are_refused_not_augmented():
+    x = torch.rand(4, 3, 8, 8)
+    x[2, 1, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        simclr_views(x)

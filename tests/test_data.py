@@ -232,6 +232,7 @@ def _write_omniglot(base: Path):
 
 def test_omniglot_split_order_ink_and_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(omni_mod, "N_TRAIN", 4)
+    monkeypatch.setattr(omni_mod, "ALPHABETS", TREE)
     _write_omniglot(tmp_path / "omniglot-py")
     train, names = load_omniglot("train", root=tmp_path, with_names=True)
     test = load_omniglot("test", root=tmp_path)
@@ -250,6 +251,7 @@ def test_omniglot_split_order_ink_and_cache(tmp_path, monkeypatch):
 
 def test_omniglot_cache_is_rebuilt_when_a_drawing_changes_and_used_alone_without_the_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(omni_mod, "N_TRAIN", 4)
+    monkeypatch.setattr(omni_mod, "ALPHABETS", TREE)
     base = tmp_path / "omniglot-py"
     _write_omniglot(base)
     before = load_omniglot("test", root=tmp_path)
@@ -273,6 +275,7 @@ def test_omniglot_cache_is_rebuilt_when_a_drawing_changes_and_used_alone_without
 
 def test_omniglot_downloads_official_zips(tmp_path, monkeypatch):
     monkeypatch.setattr(omni_mod, "N_TRAIN", 4)
+    monkeypatch.setattr(omni_mod, "ALPHABETS", TREE)
     _write_omniglot(tmp_path / "src")
     archives = {}
     for half in TREE:
@@ -326,3 +329,31 @@ def test_a_damaged_cifar_batch_names_the_file_and_the_remedy(tmp_path, damage, w
     with pytest.raises(CorruptDataError, match=words) as info:
         load_cifar10("test", root=tmp_path, download=False)
     assert "test_batch" in str(info.value) and "download the official archive again" in str(info.value)
+
+
+def test_a_damaged_omniglot_drawing_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(omni_mod, "N_TRAIN", 4)
+    monkeypatch.setattr(omni_mod, "ALPHABETS", TREE)
+    base = tmp_path / "omniglot-py"
+    _write_omniglot(base)
+    victim = sorted((base / "images_background").rglob("*.png"))[7]
+    victim.write_bytes(victim.read_bytes()[:40])  # a copy cut short
+    with pytest.raises(CorruptDataError, match=rf"{victim.name} is not a readable Omniglot drawing.*Delete"):
+        load_omniglot("train", root=tmp_path, download=False)
+
+
+def test_omniglot_alphabets_add_up_to_the_official_release():
+    counts = {half: sum(alphabets.values()) for half, alphabets in omni_mod.ALPHABETS.items()}
+    assert counts == {"images_background": 964, "images_evaluation": 659} and omni_mod.N_TRAIN == 1200
+
+
+def test_a_missing_omniglot_alphabet_is_named_instead_of_shifting_the_split(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(omni_mod, "N_TRAIN", 4)
+    monkeypatch.setattr(omni_mod, "ALPHABETS", TREE)
+    base = tmp_path / "omniglot-py"
+    _write_omniglot(base)
+    shutil.rmtree(base / "images_background" / "Alpha")
+    with pytest.raises(CorruptDataError, match=r"images_background/Alpha: 0 characters, expected 3.*split"):
+        load_omniglot("test", root=tmp_path, download=False)

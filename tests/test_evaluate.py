@@ -86,3 +86,16 @@ def test_raw_pixel_features_and_resize():
     assert f.shape == (3, 3 * 16 * 16)
     torch.testing.assert_close(f.mean(1), torch.zeros(3), atol=1e-6, rtol=0)
     assert extract_features(SmallCNN(4), x, size=16).shape == (3, 32)
+
+
+def test_features_with_nan_and_unscaled_float_images_are_refused():
+    feats, labels = torch.randn(20, 4), torch.arange(20) % 2
+    bad = feats.clone()
+    bad[3, 0] = float("nan")
+    with pytest.raises(ValueError, match="train_features contain NaN"):
+        knn_accuracy(bad, labels, feats, labels, k=5)
+    with pytest.raises(ValueError, match="test_features contain NaN"):
+        weighted_knn(feats, labels, bad, k=5)
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    with pytest.raises(ValueError, match="divide uint8-range floats by 255"):
+        extract_features(encoder, torch.rand(5, 3, 4, 4) * 255)  # floats in 0..255: other features, silently

@@ -246,3 +246,9 @@ def test_uniformity_needs_two_points():
 def test_positive_index_pairs_i_with_i_plus_n():
     assert losses.positive_index(6).tolist() == [3, 4, 5, 0, 1, 2]
     assert losses.positive_index(2).tolist() == [1, 0]
+
+
+def test_a_batch_of_one_image_warns_that_its_loss_is_always_zero():
+    with pytest.warns(UserWarning, match="batch of one image"):
+        loss = nt_xent(torch.randn(2, 8), 0.5, impl="torch")
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)

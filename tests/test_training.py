@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.checkpoint import CheckpointError, load_checkpoint
+from course_lib.checkpoint import CheckpointError
 from course_lib import training
 from course_lib.training import TrainingRun, config_identity, describe_difference, plan_steps
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from course_lib.contrastive.views import check_images
+
 from course_lib.similarity import cosine_topk
 
 
@@ -43,8 +45,7 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, size: int | None 
     runs in eval mode (BatchNorm uses its running statistics) and is put back in its previous mode.
     amp: bf16 autocast; default on for CUDA.
     """
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}.")
+    check_images(images)  # floats in 0..255 would give other features without a word: refused
     dev = next(encoder.parameters()).device
     amp = dev.type == "cuda" if amp is None else amp
     was_training = encoder.training
@@ -93,6 +94,10 @@ def weighted_knn(train_features: torch.Tensor, train_labels: torch.Tensor, test_
         raise ValueError(f"temperature must be > 0, got {temperature}.")
     if train_labels.shape != (n,):
         raise ValueError(f"train_labels must have shape ({n},), one label per training feature, got {tuple(train_labels.shape)}.")
+    for name, f in (("train_features", train_features), ("test_features", test_features)):
+        if not bool(torch.isfinite(f).all()):  # NaN similarities would still vote, and give a meaningless accuracy
+            raise ValueError(f"{name} contain NaN or inf: the encoder that produced them has diverged (or its input "
+                             "had NaN). Check the training loss, or evaluate the last good checkpoint.")
     c = int(train_labels.max()) + 1 if num_classes is None else num_classes
     sim, idx = cosine_topk(test_features, train_features, k, batch_size=batch_size)  # (M, k) nearest neighbours
     weights = (sim / temperature).exp()                                               # (M, k) votes, exp(s / t)

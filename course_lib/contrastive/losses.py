@@ -14,6 +14,7 @@ temperature of 0.01 (logits up to 100) never overflows, even in bfloat16.
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Real
 
 import torch
@@ -97,6 +98,10 @@ def nt_xent(z: torch.Tensor, temperature: float = 0.5, impl: str = "auto") -> to
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}.")
     temperature = validate_temperature(temperature)
     validate_embeddings(z)
+    if z.shape[0] == 2:
+        warnings.warn("NT-Xent of a batch of one image (2N = 2 views) is always 0: each view's only candidate is its "
+                      "positive, so there is no negative to push away and nothing to learn. Use batches of several "
+                      "images.", stacklevel=2)
     if impl == "torch":
         return nt_xent_reference(z, temperature)
     from course_lib.kernels import nt_xent as fused  # lazy: Triton is optional and slow to import

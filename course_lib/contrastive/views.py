@@ -51,6 +51,23 @@ class ViewConfig:
     gray: bool = True  # False: never grayscale
     strength: float = 1.0  # multiplies every jitter strength (SimCLR's colour strength knob)
 
+    def __post_init__(self):
+        def bad(what: str) -> ValueError:
+            return ValueError(f"ViewConfig: {what}.")
+
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
+            raise bad(f"size must be a whole number of pixels >= 1, got {self.size!r}")
+        for name, (lo, hi), top in (("scale", self.scale, 1.0), ("ratio", self.ratio, math.inf)):
+            if not (0 < lo <= hi <= top):
+                raise bad(f"{name} must be a range (low, high) with 0 < low <= high{' <= 1' if top == 1 else ''}, "
+                          f"got {(lo, hi)}")
+        for name in ("flip_p", "jitter_p", "gray_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise bad(f"{name} is a probability, in [0, 1], got {getattr(self, name)!r}")
+        if not (all(v >= 0 for v in self.jitter) and self.jitter[3] <= 0.5 and self.strength >= 0):
+            raise bad(f"jitter strengths must be >= 0 (hue at most 0.5) and strength >= 0, got {self.jitter} and "
+                      f"{self.strength}")
+
     def effective(self) -> "ViewConfig":
         """The same distribution with switches folded in: off means probability 0 or the whole image."""
         b, c, s, h = (min(v * self.strength, cap) for v, cap in zip(self.jitter, (math.inf, math.inf, math.inf, 0.5)))
@@ -74,10 +91,11 @@ def check_images(x) -> None:
     if not x.is_floating_point():
         raise TypeError(f"expected uint8 (0..255) or floating images in [0, 1], got dtype {x.dtype}.")
     if x.numel():
-        low, high = torch.aminmax(x)
-        if (low < 0) | (high > 1):  # one device-to-host read (a sync on a GPU), not two
+        low, high = torch.aminmax(x)  # NaN propagates into both, and fails the test below
+        if not bool((low >= 0) & (high <= 1)):  # one device-to-host read (a sync on a GPU), not two
             raise ValueError(f"floating images must lie in [0, 1], got values in [{low.item():.3g}, {high.item():.3g}]; "
-                             "divide uint8-range floats by 255 (or pass the uint8 tensor itself).")
+                             "divide uint8-range floats by 255 (or pass the uint8 tensor itself), and drop images "
+                             "with NaN or inf.")
 
 
 def crop_params_from_uniforms(u_attempts: torch.Tensor, u_pos: torch.Tensor, height: int, width: int,

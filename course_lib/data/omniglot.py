@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from course_lib import runtime
 from course_lib.data import cache
-from course_lib.data.download import Archive, ensure
+from course_lib.data.download import Archive, CorruptDataError, ensure
 
 FOLDER = "omniglot-py"
 BACKGROUND, EVALUATION = "images_background", "images_evaluation"
@@ -40,6 +40,23 @@ ARCHIVES = {
     EVALUATION: Archive(f"{_PREFIX}/images_evaluation.zip", "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"),
 }
 N_TRAIN = 1200  # meta-training characters in the MAML split; the rest are meta-test
+# Characters per alphabet in the official release (964 background, 659 evaluation). The split is by position
+# in this order, so one missing alphabet would move characters between train and test without a word.
+ALPHABETS = {
+    BACKGROUND: {
+        "Alphabet_of_the_Magi": 20, "Anglo-Saxon_Futhorc": 29, "Arcadian": 26, "Armenian": 41,
+        "Asomtavruli_(Georgian)": 40, "Balinese": 24, "Bengali": 46, "Blackfoot_(Canadian_Aboriginal_Syllabics)": 14,
+        "Braille": 26, "Burmese_(Myanmar)": 34, "Cyrillic": 33, "Early_Aramaic": 22, "Futurama": 26, "Grantha": 43,
+        "Greek": 24, "Gujarati": 48, "Hebrew": 22, "Inuktitut_(Canadian_Aboriginal_Syllabics)": 16,
+        "Japanese_(hiragana)": 52, "Japanese_(katakana)": 47, "Korean": 40, "Latin": 26, "Malay_(Jawi_-_Arabic)": 40,
+        "Mkhedruli_(Georgian)": 41, "N_Ko": 33, "Ojibwe_(Canadian_Aboriginal_Syllabics)": 14, "Sanskrit": 42,
+        "Syriac_(Estrangelo)": 23, "Tagalog": 17, "Tifinagh": 55},
+    EVALUATION: {
+        "Angelic": 20, "Atemayar_Qelisayer": 26, "Atlantean": 26, "Aurek-Besh": 26, "Avesta": 26, "Ge_ez": 26,
+        "Glagolitic": 45, "Gurmukhi": 45, "Kannada": 41, "Keble": 26, "Malayalam": 47, "Manipuri": 40,
+        "Mongolian": 30, "Old_Church_Slavonic_(Cyrillic)": 45, "Oriya": 46, "Sylheti": 28, "Syriac_(Serto)": 23,
+        "Tengwar": 25, "Tibetan": 42, "ULOG": 26},
+}
 SIZE = 28  # pixels: the resolution MAML and ProtoNet use
 CACHE_NAME = f"omniglot-{SIZE}"
 
@@ -48,6 +65,24 @@ def _characters(folder: Path) -> list[Path]:
     """Character folders of one half, sorted by (alphabet, character)."""
     return [c for a in sorted(p for p in folder.iterdir() if p.is_dir())
             for c in sorted(p for p in a.iterdir() if p.is_dir())]
+
+
+def _check_alphabets(base: Path, chars: list[Path]) -> None:
+    """Raise CorruptDataError naming each alphabet that is missing, extra or short of characters."""
+    found: dict[str, dict[str, int]] = {BACKGROUND: {}, EVALUATION: {}}
+    for c in chars:
+        found[c.parent.parent.name][c.parent.name] = found[c.parent.parent.name].get(c.parent.name, 0) + 1
+    problems = []
+    for half, expected in ALPHABETS.items():
+        for alphabet in sorted(expected.keys() | found[half].keys()):
+            want, got = expected.get(alphabet, 0), found[half].get(alphabet, 0)
+            if want != got:
+                problems.append(f"{half}/{alphabet}: {got} characters, expected {want}")
+    if problems:
+        shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+        raise CorruptDataError(
+            f"Omniglot in {base} is not the official release ({shown}). The train/test split is by position, so it "
+            "would shift silently. Delete the folder and load again to download it (or re-run materialize.py).")
 
 
 def _tree_key(chars: list[Path]) -> list:
@@ -61,10 +96,25 @@ def _tree_key(chars: list[Path]) -> list:
         ["/".join(c.parts[-3:]), c.stat().st_mtime_ns] for c in chars]
 
 
+def _read_drawing(path: Path) -> np.ndarray:
+    """(105, 105) float32 gray levels of one drawing; a damaged file is a CorruptDataError that names it."""
+    from PIL import Image, UnidentifiedImageError  # Pillow is a dependency; imported here to keep the import light
+
+    try:
+        with Image.open(path) as img:
+            gray = np.asarray(img.convert("L"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:  # Pillow's errors for unreadable files
+        raise CorruptDataError(f"{path} is not a readable Omniglot drawing ({type(exc).__name__}: {exc}). Delete "
+                               f"{path.parents[2]} and load again to download the official archive (or re-run "
+                               "materialize.py).") from exc
+    if gray.shape != (105, 105):
+        raise CorruptDataError(f"{path} is {gray.shape[1]}x{gray.shape[0]} pixels; Omniglot drawings are 105x105. "
+                               f"Delete {path.parents[2]} and load again.")
+    return gray
+
+
 def _decode(chars: list[Path]) -> torch.Tensor:
     """(len(chars), 20, 1, 28, 28) float32 ink images from the PNG folders."""
-    from PIL import Image  # Pillow is a dependency; imported here to keep `import course_lib` light
-
     out = torch.empty(len(chars), 20, 1, SIZE, SIZE)
     for start in range(0, len(chars), 64):  # chunks keep the 105x105 float images at ~56 MB
         block = chars[start:start + 64]
@@ -74,8 +124,7 @@ def _decode(chars: list[Path]) -> torch.Tensor:
             if len(files) != 20:
                 raise ValueError(f"{folder} holds {len(files)} drawings, expected 20; the Omniglot tree is damaged.")
             for d, name in enumerate(files):
-                with Image.open(folder / name) as img:
-                    raw[c, d] = np.asarray(img.convert("L"), dtype=np.float32)
+                raw[c, d] = _read_drawing(folder / name)
         ink = 1.0 - torch.from_numpy(raw).div_(255.0)  # paper is white (1) in the PNGs; we want ink = 1
         small = F.interpolate(ink.view(-1, 1, 105, 105), size=(SIZE, SIZE), mode="bilinear", antialias=True)
         out[start:start + len(block)] = small.clamp_(0.0, 1.0).view(len(block), 20, 1, SIZE, SIZE)
@@ -103,9 +152,7 @@ def load_omniglot(split: str = "train", root: str | Path | None = None, download
         ensure(root, "Omniglot", base, lambda: [half for half in (BACKGROUND, EVALUATION) if not (base / half).is_dir()],
                lambda absent: [ARCHIVES[half] for half in absent], base, download, timeout)
         chars = _characters(base / BACKGROUND) + _characters(base / EVALUATION)
-        if len(chars) <= N_TRAIN:
-            raise ValueError(f"{base} holds {len(chars)} characters; the MAML split needs more than {N_TRAIN} "
-                             "(the official release has 1623). Re-provide the data.")
+        _check_alphabets(base, chars)
         key = _tree_key(chars)
         cached = cache.load(root, CACHE_NAME, key)
         if cached is None:
