@@ -207,8 +207,7 @@ def build(source: Path, dest: Path, solutions: Path | None = None) -> list[Path]
         if _generated(stale):
             stale.unlink()
     if worked is not None:
-        Path(solutions).parent.mkdir(parents=True, exist_ok=True)
-        write(Path(solutions), worked)
+        write(Path(solutions), worked)  # atomic_write makes the folder if needed
         written.append(Path(solutions))
     return written
 
