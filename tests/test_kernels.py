@@ -79,27 +79,66 @@ def _loss_and_grad(fn, z: torch.Tensor, *args):
     return loss.detach(), z.grad
 
 
+# Where the exact gradient is 0 (D = 1: every gradient is radial, and the normalisation removes it),
+# both sides are fp32 rounding noise: allow two ulps at unit scale there, 2 * 2^-23.
+ZERO_GRAD_FLOOR = 2 * torch.finfo(torch.float32).eps
+
+
 def _assert_grad_close(got: torch.Tensor, want: torch.Tensor, rtol: float, frac: float) -> None:
     got, want = got.double(), want.double()
-    torch.testing.assert_close(got, want, rtol=rtol, atol=frac * want.abs().max().item() + 1e-7)  # floor: fp32 noise where the gradient is 0
+    torch.testing.assert_close(got, want, rtol=rtol, atol=frac * want.abs().max().item() + ZERO_GRAD_FLOOR)
+
+
+LSE_SHAPES = [(r, d) for r, d in SHAPES if r > 2]  # 2N = 2 has no negatives: see the test after this one
 
 
 @needs_kernels
-@pytest.mark.parametrize("rows,dim,config", [(r, d, None) for r, d in SHAPES] + [(40, 40, SMALL_TILES)],
-                         ids=[f"{r}x{d}" for r, d in SHAPES] + ["40x40_16x16x16_tiles"])
-def test_offdiag_logsumexp_matches_reference_value_and_gradient(rows, dim, config):
+@pytest.mark.parametrize("rows,dim,config", [(r, d, None) for r, d in LSE_SHAPES] + [(40, 40, SMALL_TILES)],
+                         ids=[f"{r}x{d}" for r, d in LSE_SHAPES] + ["40x40_16x16x16_tiles"])
+def test_negatives_logsumexp_matches_reference_value_and_gradient(rows, dim, config):
     zn = torch.nn.functional.normalize(_z(rows, dim, seed=rows + dim), dim=1)
     temperature = 0.2
-    want = fk.offdiag_logsumexp_reference(zn, temperature)
-    got = fk.OffDiagLogSumExp.apply(zn, temperature, config)
+    want = fk.negatives_logsumexp_reference(zn, temperature)
+    got = fk.NegativesLogSumExp.apply(zn, temperature, config)
     torch.testing.assert_close(got, want, **FP32)
     # A random upstream gradient exercises both terms of the backward (g_k p_kj and g_j p_jk).
     weights = torch.randn(rows, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     zr = zn.clone().requires_grad_(True)
-    (fk.offdiag_logsumexp_reference(zr, temperature) * weights).sum().backward()
+    (fk.negatives_logsumexp_reference(zr, temperature) * weights).sum().backward()
     zk = zn.clone().requires_grad_(True)
-    (fk.OffDiagLogSumExp.apply(zk, temperature, config) * weights).sum().backward()
+    (fk.NegativesLogSumExp.apply(zk, temperature, config) * weights).sum().backward()
     _assert_grad_close(zk.grad, zr.grad, rtol=1e-5, frac=1e-5)
+
+
+@needs_kernels
+def test_two_rows_have_no_negatives_and_a_zero_gradient():
+    zn = torch.nn.functional.normalize(_z(2, 3, seed=5), dim=1).requires_grad_(True)
+    lse = fk.NegativesLogSumExp.apply(zn, 0.5, None)
+    assert torch.isneginf(lse).all()                       # the log of an empty sum, as the reference says
+    assert torch.isneginf(fk.negatives_logsumexp_reference(zn.detach(), 0.5)).all()
+    lse.sum().backward()                                    # an empty sum does not depend on zn: no NaN
+    assert torch.equal(zn.grad, torch.zeros_like(zn))
+
+
+def _dominant_positives(rows: int, dim: int, noise: float) -> torch.Tensor:
+    """(2N, D): the second view of each image is the first plus a little noise, so every positive
+    logit stands far above the negatives and the loss is tiny."""
+    gen = torch.Generator().manual_seed(rows + dim)
+    first = torch.randn(rows // 2, dim, generator=gen)
+    return torch.cat([first, first + noise * torch.randn(rows // 2, dim, generator=gen)]).to(DEVICE)
+
+
+@needs_kernels
+@pytest.mark.parametrize("rows,dim,noise", [(4, 128, 0.0), (4, 128, 0.01), (8, 128, 0.05), (74, 129, 0.03)])
+def test_small_losses_keep_their_relative_accuracy(rows, dim, noise):
+    # Losses of 1e-10 to 1e-6 at t = 0.05. `lse_all - pos` would cancel here (it once gave -3.8e-6 for a
+    # loss of about 0); softplus(lse_negatives - pos) must match float64 to 1e-5 relative, as elsewhere.
+    z = _dominant_positives(rows, dim, noise)
+    want, want_grad = _loss_and_grad(nt_xent_reference, z.double(), 0.05)
+    got, got_grad = _loss_and_grad(lambda x, t: nt_xent(x, t, impl="triton"), z, 0.05)
+    assert 0 < want.item() < 1e-5
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=0.0)
+    _assert_grad_close(got_grad, want_grad, rtol=1e-5, frac=1e-5)
 
 
 @needs_kernels
@@ -249,11 +288,11 @@ for dtype, ty in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
 
 
 def test_exercise_references_pass_their_checks_and_a_minus_inf_start_fails():
-    from course_lib.checks import check_offdiag_lse_grad, check_online_logsumexp, CheckFailed
-    from course_lib.checks.fused_kernel import offdiag_lse_grad_reference, online_logsumexp_reference
+    from course_lib.checks import check_negatives_lse_grad, check_online_logsumexp, CheckFailed
+    from course_lib.checks.fused_kernel import negatives_lse_grad_reference, online_logsumexp_reference
 
     check_online_logsumexp(online_logsumexp_reference)
-    check_offdiag_lse_grad(offdiag_lse_grad_reference)
+    check_negatives_lse_grad(negatives_lse_grad_reference)
 
     def starts_at_minus_inf(x, block):
         m, s = torch.full((len(x),), float("-inf")), torch.zeros(len(x))
@@ -266,12 +305,22 @@ def test_exercise_references_pass_their_checks_and_a_minus_inf_start_fails():
     with pytest.raises(CheckFailed, match="first tile fully masked"):
         check_online_logsumexp(starts_at_minus_inf)
 
-    def forgets_the_column_term(zn, lse, dlse, temperature):
+    def weights(zn, lse, dlse, temperature, mask_partner=True):
         p = torch.exp(zn @ zn.T / temperature - lse[:, None]).fill_diagonal_(0.0)
-        return (dlse[:, None] * p) @ zn / temperature
+        if mask_partner:
+            p = p.masked_fill(~fk.negatives_mask(len(zn)), 0.0)
+        return dlse[:, None] * p
 
-    with pytest.raises(CheckFailed, match="wrong values"):
-        check_offdiag_lse_grad(forgets_the_column_term)
+    def forgets_the_column_term(zn, lse, dlse, temperature):
+        return weights(zn, lse, dlse, temperature) @ zn / temperature
+
+    def counts_the_partner_as_a_negative(zn, lse, dlse, temperature):
+        w = weights(zn, lse, dlse, temperature, mask_partner=False)
+        return (w + w.T) @ zn / temperature
+
+    for wrong in (forgets_the_column_term, counts_the_partner_as_a_negative):
+        with pytest.raises(CheckFailed, match="wrong values"):
+            check_negatives_lse_grad(wrong)
 
 
 @needs_kernels

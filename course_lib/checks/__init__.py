@@ -8,7 +8,7 @@ has two, one per part):
     find_the_bugs 01  its "find the bugs" part: the fix_* exercises
     views         02  random_resized_crop_params, batched_flip
     simclr        03  weighted_knn, projection_head, neighbour_label_agreement
-    fused_kernel  04  online_logsumexp, offdiag_lse_grad
+    fused_kernel  04  online_logsumexp, negatives_lse_grad
     maml          05  inner_loop, linear_meta_gradient
 
 `framework` runs a learner's function against each exercise's independent reference and says what

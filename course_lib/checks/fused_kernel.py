@@ -2,7 +2,7 @@
 
 `online_logsumexp(x, block)`: a row-wise logsumexp that reads x one tile of `block` columns at a
 time, keeping only a running max and a running sum per row (the forward kernel's loop, in torch).
-`offdiag_lse_grad(zn, lse, dlse, temperature)`: the gradient the backward kernel computes,
+`negatives_lse_grad(zn, lse, dlse, temperature)`: the gradient the backward kernel computes,
 written with the full matrices (the kernel computes the same thing one tile at a time).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from course_lib.checks.framework import Case, Exercise, check, register
-from course_lib.kernels.nt_xent import offdiag_logsumexp_reference  # plain torch: Triton is not imported
+from course_lib.kernels.nt_xent import negatives_logsumexp_reference  # plain torch: Triton is not imported
 
 
 def online_logsumexp_reference(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -69,34 +69,36 @@ register(Exercise(
 ))
 
 
-def offdiag_lse_grad_reference(zn: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor,
-                               temperature: float) -> torch.Tensor:
-    """d(sum_i dlse_i * lse_i)/dzn for lse_i = log sum_{j != i} exp(zn_i . zn_j / t), by autograd. (M, D)."""
+def negatives_lse_grad_reference(zn: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor,
+                                 temperature: float) -> torch.Tensor:
+    """d(sum_i dlse_i * lse_i)/dzn for lse_i = log sum_{j in neg(i)} exp(zn_i . zn_j / t), by autograd.
+    (M, D); M = 2N >= 4, so that every row has a negative."""
     leaf = zn.detach().requires_grad_(True)
     with torch.enable_grad():
-        out = offdiag_logsumexp_reference(leaf, temperature)
+        out = negatives_logsumexp_reference(leaf, temperature)
     return torch.autograd.grad(out, leaf, dlse.detach())[0].to(zn.dtype)
 
 
 def _lse_grad_inputs(rows: int, dim: int, temperature: float):
     def make(gen: torch.Generator) -> tuple:
         zn = torch.nn.functional.normalize(torch.randn(rows, dim, generator=gen), dim=1)
-        lse = offdiag_logsumexp_reference(zn, temperature)
+        lse = negatives_logsumexp_reference(zn, temperature)
         return (zn, lse, torch.randn(rows, generator=gen), temperature)
     return make
 
 
 register(Exercise(
-    name="offdiag_lse_grad",
-    reference=offdiag_lse_grad_reference,
+    name="negatives_lse_grad",
+    reference=negatives_lse_grad_reference,
     cases=[
-        Case("2N = 4, D = 3, t = 0.5", _lse_grad_inputs(4, 3, 0.5)),
+        Case("2N = 4 (one negative per row), D = 3, t = 0.5", _lse_grad_inputs(4, 3, 0.5)),
         Case("2N = 10, D = 7, t = 0.1", _lse_grad_inputs(10, 7, 0.1)),
-        Case("2N = 2 (one other row), t = 1", _lse_grad_inputs(2, 5, 1.0)),
+        Case("2N = 6, D = 5, t = 1", _lse_grad_inputs(6, 5, 1.0)),
     ],
     hints=[
-        "p_ij = exp(s_ij - lse_i) with s = zn @ zn.T / t is row i's softmax over j != i (set the diagonal "
-        "of p to 0). d lse_i / d s_ij = p_ij.",
+        "p_ij = exp(s_ij - lse_i) with s = zn @ zn.T / t is row i's softmax over its negatives, so "
+        "d lse_i / d s_ij = p_ij there and 0 elsewhere: set p to 0 on the diagonal and at each partner "
+        "(i, (i + N) mod 2N).",
         "zn_k enters s in row k (s_kj, for every j) and in column k (s_jk, for every j), so its gradient "
         "collects both: dzn_k = (1/t) sum_j (dlse_k p_kj + dlse_j p_jk) zn_j.",
         "With w = dlse[:, None] * p, that is (w + w.T) @ zn / t.",
@@ -110,9 +112,9 @@ def check_online_logsumexp(fn):
     return check("online_logsumexp", fn)
 
 
-def check_offdiag_lse_grad(fn):
+def check_negatives_lse_grad(fn):
     """Check `fn(zn, lse, dlse, temperature) -> (M, D)`, the gradient of sum_i dlse_i * lse_i."""
-    return check("offdiag_lse_grad", fn)
+    return check("negatives_lse_grad", fn)
 
 
-__all__ = ["check_online_logsumexp", "check_offdiag_lse_grad", "online_logsumexp_reference"]
+__all__ = ["check_negatives_lse_grad", "check_online_logsumexp", "online_logsumexp_reference"]

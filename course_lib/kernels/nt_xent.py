@@ -3,14 +3,21 @@
 Motivation. `losses.nt_xent_reference` materialises the logits (2N, 2N), the softmax that
 cross-entropy keeps for its backward, and the gradient of the logits, each 4 * (2N)^2 bytes in fp32:
 at 2N = 65,536 that is 16 GiB per matrix, 48 GiB for the three (computed; unmeasured here). Yet the loss needs
-only two numbers per row:
+only two numbers per row, the positive logit and the logsumexp over the negatives:
 
-    loss_i = lse_i - pos_i,    lse_i = log sum_{j != i} exp(s_ij),   pos_i = s_{i, p(i)},   s_ij = zn_i . zn_j / t
+    loss_i = -log(e^pos_i / (e^pos_i + e^lse_i)) = softplus(lse_i - pos_i)
+    pos_i = s_{i, p(i)},    lse_i = log sum_{j in neg(i)} exp(s_ij),    s_ij = zn_i . zn_j / t
+
+with p(i) = (i + N) mod 2N the positive partner and neg(i) every row but i and p(i). Why this form and
+not the textbook `log sum_{j != i} exp(s_ij) - pos_i`: when the positive dominates, that difference
+subtracts two numbers of size up to 1/t to get a loss that can be 1e-8, and in float32 the rounding of
+the two terms (about 1e-6 at t = 0.05) swamps it, even below 0. softplus(x) keeps relative accuracy for
+very negative x, where it is about e^x.
 
 `pos` costs O(N * D) in plain torch. `lse` is computed by the Triton kernels of `nt_xent_triton`,
 streaming over tiles of s with an online logsumexp; their backward recomputes the tiles. Row
-normalisation and the positive term stay in torch, so autograd differentiates them and the kernels
-only ever see unit rows.
+normalisation, the positive term and the softplus stay in torch, so autograd differentiates them and
+the kernels only ever see unit rows.
 
 Tolerances (tests/test_kernels.py): fp32 loss and gradient within 1e-5 relative of the reference
 (gradients: 1e-5 of their largest entry); bf16, against the fp32 reference of the same bf16 inputs,
@@ -19,8 +26,8 @@ logits to bf16 and is further off at low temperature). Checked on CPU in Triton'
 compiled CUDA path (tf32x3 fp32 tiles, bf16 tensor cores) is covered by the same tests on a GPU,
 which had not run yet when this was written.
 
-Pieces, in the order of Triton's tutorials: `offdiag_logsumexp_reference` (the naive reference),
-the kernels and launchers (`nt_xent_triton`), `OffDiagLogSumExp` (the autograd Function),
+Pieces, in the order of Triton's tutorials: `negatives_logsumexp_reference` (the naive reference),
+the kernels and launchers (`nt_xent_triton`), `NegativesLogSumExp` (the autograd Function),
 `nt_xent_fused` (the loss) and `prefer_fused` (when `impl="auto"` picks it).
 """
 
@@ -71,17 +78,30 @@ def interpreter_without_gpu() -> bool:
     return True
 
 
-def offdiag_logsumexp_reference(zn: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Naive reference of the kernels: (M,) float32, log sum_{j != i} exp(zn_i . zn_j / t).
+def negatives_mask(rows: int, device=None) -> torch.Tensor:
+    """(M, M) bool for M = 2N views: True where column j is a negative of row i (j is neither i nor
+    its positive partner p(i) = (i + N) mod 2N). Symmetric."""
+    if rows % 2:
+        raise ValueError(f"expected 2N rows (two views of N images), got {rows}: rows i and i + N are partners.")
+    i = torch.arange(rows, device=device)
+    partner = (i + rows // 2) % rows
+    return (i[None, :] != i[:, None]) & (i[None, :] != partner[:, None])
 
-    zn: (M, D) float, M >= 2, used as given (not normalised here). Builds the (M, M) matrix.
+
+def negatives_logsumexp_reference(zn: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Naive reference of the kernels: (M,) float32 (float64 for float64 zn),
+    log sum_{j in neg(i)} exp(zn_i . zn_j / t).
+
+    zn: (M, D) float, M = 2N, used as given (not normalised here). Builds the (M, M) matrix.
+    With 2N = 2 there are no negatives and every entry is -inf (the log of an empty sum).
     """
-    logits = zn.float() @ zn.float().T / temperature                                 # (M, M)
-    self_mask = torch.eye(len(zn), dtype=torch.bool, device=zn.device)
-    return torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)     # (M,)
+    zf = zn.double() if zn.dtype == torch.float64 else zn.float()
+    logits = zf @ zf.T / temperature                                                 # (M, M)
+    keep = negatives_mask(len(zn), zn.device)
+    return torch.logsumexp(logits.masked_fill(~keep, float("-inf")), dim=1)          # (M,)
 
 
-class OffDiagLogSumExp(torch.autograd.Function):
+class NegativesLogSumExp(torch.autograd.Function):
     """Autograd wrapper of the kernels: zn (M, D) -> lse (M,) fp32; the backward recomputes tiles.
 
     Saves only zn (already needed by autograd) and lse (M floats) for the backward.
@@ -124,15 +144,16 @@ def nt_xent_fused(z: torch.Tensor, temperature: float, config=None) -> torch.Ten
 
     z: float32, bfloat16 or float16, validated by `losses.nt_xent`. Rows are normalised in fp32
     (then rounded back to z's dtype for the kernel); the kernels accumulate in fp32. Returns a
-    scalar in z's dtype, like the reference. `config` (a `LaunchConfig`) overrides the tile sizes.
+    scalar in z's dtype, like the reference, accurate relative to the loss even when it is tiny (a
+    positive far above every negative). `config` (a `LaunchConfig`) overrides the tile sizes.
     """
     _require_runnable(z)
     n = z.shape[0] // 2
     zn = F.normalize(z.float(), dim=1).to(z.dtype)                                   # (2N, D) unit rows
-    lse = OffDiagLogSumExp.apply(zn, temperature, config)                             # (2N,) fp32
+    lse = NegativesLogSumExp.apply(zn, temperature, config)                           # (2N,) fp32
     zf = zn.float()
     pos = (zf * zf.roll(n, dims=0)).sum(dim=1) / temperature                          # (2N,) s_{i, p(i)}
-    return (lse - pos).mean().to(z.dtype)
+    return F.softplus(lse - pos).mean().to(z.dtype)
 
 
 def prefer_fused(z: torch.Tensor) -> bool:
@@ -147,6 +168,6 @@ def prefer_fused(z: torch.Tensor) -> bool:
 
 
 __all__ = [
-    "FUSED_MIN_ROWS", "interpreter_without_gpu", "SUPPORTED_DTYPES", "OffDiagLogSumExp", "interpreting", "nt_xent_fused",
-    "offdiag_logsumexp_reference", "prefer_fused", "triton_available",
+    "FUSED_MIN_ROWS", "interpreter_without_gpu", "SUPPORTED_DTYPES", "NegativesLogSumExp", "interpreting",
+    "negatives_logsumexp_reference", "negatives_mask", "nt_xent_fused", "prefer_fused", "triton_available",
 ]

@@ -1,4 +1,4 @@
-"""Triton kernels of the fused NT-Xent: the row-wise logsumexp of the off-diagonal similarity matrix.
+"""Triton kernels of the fused NT-Xent: the row-wise logsumexp of the similarity matrix over negatives.
 
 Importing this module imports Triton (course_lib.kernels.nt_xent does it lazily, only when the fused
 path is used). Read it in the order of Triton's tutorials; the motivation and the naive reference
@@ -6,13 +6,16 @@ are in course_lib/kernels/nt_xent.py and notebook 04.
 
 Given M = 2N unit rows zn (M, D) and a temperature t, the forward kernel computes for every row i
 
-    lse_i = log sum_{j != i} exp(s_ij),        s_ij = zn_i . zn_j / t
+    lse_i = log sum_{j in neg(i)} exp(s_ij),   s_ij = zn_i . zn_j / t,   neg(i) = all j but i and p(i)
+
+where p(i) = (i + N) mod 2N is row i's positive partner. The relation is symmetric (j is a negative of i
+exactly when i is a negative of j), which the backward uses.
 
 one (BLOCK_M x BLOCK_N) tile of s at a time, keeping per row only a running maximum and a running
 sum (the online logsumexp), so the (M, M) matrix never exists: memory is O(M) beyond the inputs.
 The backward kernel, given g_i = dLoss/dlse_i, recomputes the same tiles instead of storing them:
 
-    dLoss/dzn_k = (1/t) sum_{j != k} (g_k p_kj + g_j p_jk) zn_j,      p_ij = exp(s_ij - lse_i)
+    dLoss/dzn_k = (1/t) sum_{j in neg(k)} (g_k p_kj + g_j p_jk) zn_j,      p_ij = exp(s_ij - lse_i)
 
 (the first term: zn_k appears in row k; the second: zn_k is a column of every other row j).
 
@@ -58,9 +61,18 @@ def _similarity_tile(
 
 
 @triton.jit
+def _negatives(rows_i, rows_j, M):
+    """(BLOCK_M, BLOCK_N) bool: column j is a negative of row i (a real row, neither i nor its partner)."""
+    half = M // 2
+    partner = tl.where(rows_i < half, rows_i + half, rows_i - half)                  # p(i) = (i + N) mod 2N
+    return ((rows_i[:, None] < M) & (rows_j[None, :] < M)
+            & (rows_j[None, :] != rows_i[:, None]) & (rows_j[None, :] != partner[:, None]))
+
+
+@triton.jit
 def _lse_fwd_kernel(
     z_ptr,                      # (M, D) unit rows, fp32 / bf16 / fp16, row-major
-    lse_ptr,                    # (M,) fp32 output: log sum_{j != i} exp(s_ij)
+    lse_ptr,                    # (M,) fp32 output: log sum_{j in neg(i)} exp(s_ij)
     M, D, stride_row,           # rows (2N), embedding size, elements between consecutive rows
     inv_temp,                   # 1 / temperature
     BLOCK_M: tl.constexpr,      # rows handled by one program
@@ -77,14 +89,15 @@ def _lse_fwd_kernel(
         cols = start + tl.arange(0, BLOCK_N)                                        # (BLOCK_N,)
         logits = _similarity_tile(z_ptr, rows, cols, M, D, stride_row,
                                   BLOCK_M, BLOCK_N, BLOCK_D, DOT_PRECISION) * inv_temp
-        # A view is not its own negative, and padding past column M is not a view at all. (Padding
-        # rows past M are not stored; their z loads as 0, so their sums stay positive: no log(0).)
-        keep = (cols[None, :] < M) & (rows[:, None] != cols[None, :])
-        logits = tl.where(keep, logits, float("-inf"))
+        # Neither the view itself nor its positive partner is a negative, and padding past column M is
+        # not a view at all. (Padding rows past M are not stored.) Leaving the positive out is what lets
+        # the loss be computed as softplus(lse - pos) without cancellation (see nt_xent.py).
+        logits = tl.where(_negatives(rows, cols, M), logits, float("-inf"))
         # Online logsumexp: rescale the old sum to the new max, then add this tile's terms.
         new_max = tl.maximum(run_max, tl.max(logits, axis=1))
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(logits - new_max[:, None]), axis=1)
         run_max = new_max
+    # With 2N = 2 a row has no negatives: run_sum is 0 and lse is -inf, the log of an empty sum.
     tl.store(lse_ptr + rows, run_max + tl.log(run_sum), mask=rows < M)
 
 
@@ -110,11 +123,11 @@ def _lse_bwd_kernel(
         cols = start + tl.arange(0, BLOCK_N)
         logits = _similarity_tile(z_ptr, rows, cols, M, D, stride_row,
                                   BLOCK_M, BLOCK_N, BLOCK_D, DOT_PRECISION) * inv_temp
-        keep = (rows[:, None] < M) & (cols[None, :] < M) & (rows[:, None] != cols[None, :])
+        keep = _negatives(rows, cols, M)
         lse_j = tl.load(lse_ptr + cols, mask=cols < M, other=0.0)
         g_j = tl.load(dlse_ptr + cols, mask=cols < M, other=0.0)
-        # s is symmetric, so this one tile gives both p_ij (row i's softmax) and p_ji (row j's);
-        # both are <= 1 because lse_i >= s_ij, so the exponentials cannot overflow.
+        # s and the negatives relation are symmetric, so this one tile gives both p_ij (row i's softmax)
+        # and p_ji (row j's); where kept, both are <= 1 because lse_i >= s_ij: nothing overflows.
         p_ij = tl.where(keep, tl.exp(logits - lse_i[:, None]), 0.0)
         p_ji = tl.where(keep, tl.exp(logits - lse_j[None, :]), 0.0)
         weights = g_i[:, None] * p_ij + g_j[None, :] * p_ji                       # (BLOCK_M, BLOCK_N)
@@ -168,7 +181,7 @@ def _kernel_input(zn: torch.Tensor) -> torch.Tensor:
 
 
 def lse_forward(zn: torch.Tensor, temperature: float, config: LaunchConfig | None = None) -> torch.Tensor:
-    """(M,) fp32: log sum_{j != i} exp(zn_i . zn_j / temperature) for zn of shape (M, D), M >= 2."""
+    """(M,) fp32: log sum_{j in neg(i)} exp(zn_i . zn_j / temperature) for zn of shape (M, D), M = 2N >= 2."""
     z = _kernel_input(zn)
     rows, dim = z.shape
     cfg = config or launch_config(dim, z.dtype)
