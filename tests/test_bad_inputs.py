@@ -18,7 +18,8 @@ from course_lib.contrastive.losses import info_nce, nt_xent
 from course_lib.contrastive.simclr import PRESETS, build_model, train_simclr
 from course_lib.contrastive.views import ViewConfig, simclr_views
 from course_lib.data import DataNotFoundError, load_cifar10, sample_episodes
-from course_lib.meta import MetaConfig, meta_loss
+from course_lib.meta import MetaConfig, meta_loss, reptile_direction
+from course_lib.meta.protonet import protonet_loss
 from course_lib.meta.models import Conv4
 from course_lib.training import TrainingRun
 from course_lib.tsne import tsne
@@ -32,6 +33,12 @@ def _nan(shape):
 
 def _episodes():
     return sample_episodes(torch.rand(6, 20, 1, 28, 28), 3, 1, 2, 2)
+
+
+def _relabel(y_support: int = 0, y_query: int = 0, scale: int = 1):
+    """3-way episodes with shifted (or scaled) labels."""
+    ep = _episodes()
+    return ep._replace(y_support=ep.y_support * scale + y_support, y_query=ep.y_query * scale + y_query)
 
 
 SMALL = PRESETS["smoke"]
@@ -57,6 +64,16 @@ CASES = [
     ("NaN meta_lr", lambda: MetaConfig(meta_lr=float("nan")), ValueError, ["meta_lr", "finite number > 0"]),
     ("no inner step", lambda: meta_loss(Conv4(3, 4), _episodes(), inner_lr=0.4, inner_steps=0), ValueError,
      ["inner_steps", "at least one SGD step"]),
+    ("support labels beyond the head", lambda: meta_loss(Conv4(3, 4), _relabel(y_support=5), inner_lr=0.4, inner_steps=1),
+     ValueError, ["y_support holds labels 5..7", "label each task's classes 0..N-1"]),
+    ("negative query labels", lambda: meta_loss(Conv4(3, 4), _relabel(y_query=-1), inner_lr=0.4, inner_steps=1),
+     ValueError, ["y_query holds labels -1..1", "as many outputs as classes"]),
+    ("Reptile with labels beyond the head", lambda: reptile_direction(Conv4(3, 4), _relabel(y_support=5), inner_lr=0.4,
+                                                                       inner_steps=1), ValueError, ["y_support", "0..N-1"]),
+    ("a query class without support", lambda: protonet_loss(Conv4(None, 4), _relabel(y_query=3)), ValueError,
+     ["y_query holds labels 3..5", "0..N-1"]),
+    ("a class missing from a support set", lambda: protonet_loss(Conv4(None, 4), _relabel(scale=2)), ValueError,
+     ["no example of class 1", "0..N-1"]),
     ("k above the training set", lambda: weighted_knn(torch.randn(5, 3), torch.arange(5), torch.randn(2, 3), k=9),
      ValueError, ["k must be between 1", "k=min(k, 5)"]),
     ("k above the training set, accuracy", lambda: knn_accuracy(torch.randn(5, 3), torch.arange(5), torch.randn(2, 3),

@@ -99,6 +99,38 @@ def check_tasks(tasks) -> None:
                          f"and {tuple(xq.shape[2:])}.")
 
 
+def check_labels(tasks, n_classes: int | None = None) -> int:
+    """The number of classes N of class-labelled tasks, after checking that every label lies in 0..N-1.
+
+    N is `n_classes` (a classifier head's width) or, when None, the largest support label + 1; off the
+    GPU, every class must also have a support example in every task (a prototype needs one). Raises a
+    ValueError that names the tensor and the remedy. It reads the labels on the host: free on the CPU,
+    one wait for the device on a GPU, so `meta_loss` checks only labels off the GPU (the training loop
+    checks the first batch of every run wherever it lives).
+    """
+    ys, yq = tasks.y_support, tasks.y_query
+    low_s, low_q, high_s, high_q = torch.stack([ys.min(), yq.min(), ys.max(), yq.max()]).tolist()  # one wait
+    n = int(n_classes) if n_classes is not None else high_s + 1
+    source = "the width of the model's head" if n_classes is not None else "from the support labels"
+    remedy = "label each task's classes 0..N-1 (sample_episodes does)" + (
+        ", or build the model with as many outputs as classes." if n_classes is not None else ".")
+    for name, low, high in (("y_support", low_s, high_s), ("y_query", low_q, high_q)):
+        if low < 0 or high >= n:
+            raise ValueError(f"{name} holds labels {low}..{high}, but the tasks have {n} classes ({source}), "
+                             f"labels 0..{n - 1}: {remedy}")
+    if ys.device.type != "cuda":
+        present = F.one_hot(ys, n).amax(dim=1)                                       # (T, N): class has support
+        if not bool(present.all()):
+            task, cls = (present == 0).nonzero()[0].tolist()
+            raise ValueError(f"y_support: task {task} has no example of class {cls} (labels 0..{n - 1}): {remedy}")
+    return n
+
+
+def _check_labels_off_gpu(model: nn.Module, tasks, loss: str) -> None:
+    if loss == "cross_entropy" and tasks.y_support.device.type != "cuda":
+        check_labels(tasks, getattr(model, "n_way", None))
+
+
 def parameters(model: nn.Module) -> Params:
     """The model's parameters as the dict the functional code takes (same tensors, not copies)."""
     return dict(model.named_parameters())
@@ -168,6 +200,7 @@ def meta_loss(model: nn.Module, tasks, *, inner_lr: float, inner_steps: int, fir
     check_tasks(tasks)
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}.")
+    _check_labels_off_gpu(model, tasks, loss)
     params = parameters(model) if params is None else params
     kw = dict(inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order, loss=loss)
     loss_fn = LOSSES[loss]
@@ -199,6 +232,7 @@ def reptile_direction(model: nn.Module, tasks, *, inner_lr: float, inner_steps: 
     """
     check_inner(inner_lr, inner_steps)
     check_tasks(tasks)
+    _check_labels_off_gpu(model, tasks, loss)
     params = {k: p.detach() for k, p in parameters(model).items()}
     x = torch.cat([tasks.x_support, tasks.x_query], dim=1)  # (T, S+Q, *x): Reptile trains on all of a task
     y = torch.cat([tasks.y_support, tasks.y_query], dim=1)
@@ -238,5 +272,5 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: Me
     return loss.detach(), metric.detach()
 
 
-__all__ = ["Params", "LOSSES", "METHODS", "LR_SCHEDULES", "MetaConfig", "check_inner", "check_tasks",
+__all__ = ["Params", "LOSSES", "METHODS", "LR_SCHEDULES", "MetaConfig", "check_inner", "check_labels", "check_tasks",
            "parameters", "adapt", "sgd_steps", "adapt_reference", "meta_loss", "reptile_direction", "meta_step"]

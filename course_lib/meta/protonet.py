@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from course_lib.meta.core import check_tasks, parameters
+from course_lib.meta.core import check_labels, check_tasks, parameters
 from course_lib.similarity import squared_distances
 
 
@@ -39,7 +39,7 @@ def protonet_loss(model: nn.Module, tasks, impl: str = "vmap") -> tuple[torch.Te
     model(x, head=False) must return features (B, D) (e.g. `Conv4(n_way=None)`). impl: "vmap" or "loop".
     """
     check_tasks(tasks)
-    n_way = int(tasks.y_support.max()) + 1  # a Python int: one_hot needs it outside vmap
+    n_way = check_labels(tasks)  # a Python int (one_hot needs it outside vmap), from one read of the labels
     params = parameters(model)
 
     def one_task(p, xs, ys, xq, yq):

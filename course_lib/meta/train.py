@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from course_lib.meta.core import MetaConfig, meta_loss, meta_step
+from course_lib.meta.core import MetaConfig, check_labels, meta_loss, meta_step
 from course_lib.meta.protonet import protonet_loss, protonet_step
 from course_lib.optim import learning_rate
 from course_lib.training import History, TrainingRun, config_identity
@@ -84,8 +84,15 @@ def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.meta_lr)
     model.train()  # BatchNorm on batch statistics, always
 
+    labels_checked = cfg.loss != "cross_entropy"  # the first batch's labels are checked on any device, once
+
     def step(s: int) -> dict[str, torch.Tensor]:
-        loss, metric = train_step(model, optimizer, sample(cfg.meta_batch, generator), cfg, impl)
+        nonlocal labels_checked
+        tasks = sample(cfg.meta_batch, generator)
+        if not labels_checked:
+            check_labels(tasks, getattr(model, "n_way", None) if cfg.method != "protonet" else None)
+            labels_checked = True
+        loss, metric = train_step(model, optimizer, tasks, cfg, impl)
         return {"loss": loss, "metric": metric.mean()}
 
     run = TrainingRun(step, model=model, optimizer=optimizer, generators=[generator], steps=cfg.steps,
