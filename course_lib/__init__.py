@@ -2,9 +2,10 @@
 
 Two mirrored halves of the course on a shared ground, one concept per module:
 
-    contrastive/  losses, views (+ colour), models, simclr (training), evaluate (kNN, linear probe)
+    contrastive/  losses, views (+ colour), models, simclr (training), evaluate (kNN, linear probe),
+                  affine_views and omniglot (SimCLR on drawings, without labels)
     meta/         core (functional MAML, Reptile), protonet, models (Conv-4, sinusoid MLP), train,
-                  cost, sinusoid, omniglot
+                  cost, sinusoid, omniglot, umtra (tasks from unlabeled images), label_free (notebook 07)
     kernels/      the fused NT-Xent in Triton, beside its reference
     data/         CIFAR-10, Omniglot (verified, cached), few-shot episodes
     explore/      every ipywidgets explorer, one figure helper

@@ -10,17 +10,19 @@ has two, one per part):
     simclr        03  weighted_knn, projection_head, neighbour_label_agreement
     fused_kernel  04  online_logsumexp, negatives_lse_grad
     maml          05  inner_loop, linear_meta_gradient
+    label_free    07  nt_xent_as_episodes, prototype_logits, umtra_task, supcon (optional)
 
 `framework` runs a learner's function against each exercise's independent reference and says what
 differs; `solutions` prints the worked solutions, which `python -m course_lib.assignments build` extracts
 from the instructor notebooks into solutions.json (the checks never read it).
 """
 
-from course_lib.checks import find_the_bugs, fused_kernel, loss_math, maml, simclr, start_here, views
+from course_lib.checks import find_the_bugs, fused_kernel, label_free, loss_math, maml, simclr, start_here, views
 from course_lib.checks.framework import (REGISTRY, Case, CheckFailed, Exercise, Result, UnknownExercise, check,
                                          hint, run)
 from course_lib.checks.find_the_bugs import *  # noqa: F401,F403
 from course_lib.checks.fused_kernel import *  # noqa: F401,F403
+from course_lib.checks.label_free import *  # noqa: F401,F403
 from course_lib.checks.loss_math import *  # noqa: F401,F403
 from course_lib.checks.maml import *  # noqa: F401,F403
 from course_lib.checks.simclr import *  # noqa: F401,F403
@@ -31,4 +33,5 @@ from course_lib.checks.views import *  # noqa: F401,F403
 __all__ = [
     "CheckFailed", "Case", "Exercise", "Result", "REGISTRY", "UnknownExercise", "check", "hint", "run", "solution",
     *start_here.__all__, *loss_math.__all__, *find_the_bugs.__all__, *views.__all__, *simclr.__all__, *fused_kernel.__all__, *maml.__all__,
+    *label_free.__all__,
 ]

@@ -6,4 +6,6 @@
     models     ResNet-18 with the CIFAR stem, a small CNN, the projection head
     simclr     SimCLR: configuration, per-tier presets, training through `course_lib.training`
     evaluate   frozen features: weighted kNN, the linear probe, the baselines to beat
+    affine_views  views of drawings: small random affine transforms, batched, beside torchvision's
+    omniglot   SimCLR on Omniglot drawings from an image tensor alone (Conv-4 encoder)
 """

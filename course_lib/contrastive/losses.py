@@ -130,6 +130,30 @@ def info_nce(anchors: torch.Tensor, positives: torch.Tensor, temperature: float 
     return F.cross_entropy(logits, torch.arange(len(anchors), device=anchors.device))
 
 
+def supcon(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al., NeurIPS 2020, their L_out): NT-Xent where every view
+    of the same class is a positive. Row i averages -log softmax_i(p) over its positives p != i.
+
+    z: (M, D) float, any scale; labels: (M,) int64. Each row needs at least one positive (a second view
+    of its image always is one). With labels = image index (the two views of an image share a label and
+    nothing else does) it is NT-Xent exactly. Returns a scalar.
+    """
+    validate_embeddings(z, paired=False)
+    temperature = validate_temperature(temperature)
+    if labels.shape != z.shape[:1]:
+        raise ValueError(f"labels must be (M,) = ({len(z)},), one per row of z; got {tuple(labels.shape)}.")
+    rows = len(z)
+    zn = F.normalize(z, dim=1)
+    self_mask = torch.eye(rows, dtype=torch.bool, device=z.device)
+    log_prob = (zn @ zn.T / temperature).masked_fill(self_mask, float("-inf")).log_softmax(dim=1)   # (M, M)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    count = positives.sum(dim=1)
+    if bool((count == 0).any()):
+        raise ValueError("every row of z needs a positive: another row with its label (e.g. the other view of "
+                         "its image); pass the two views of each image together.")
+    return -(log_prob.masked_fill(~positives, 0.0).sum(dim=1) / count).mean()
+
+
 def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
     """Alignment (Wang & Isola, 2020): E ||f(x) - f(y)||^alpha over positive pairs; lower is better.
 
@@ -156,6 +180,6 @@ def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
 
 
 __all__ = [
-    "nt_xent", "nt_xent_reference", "info_nce", "alignment", "uniformity",
+    "nt_xent", "nt_xent_reference", "info_nce", "supcon", "alignment", "uniformity",
     "positive_index", "validate_embeddings", "validate_temperature",
 ]

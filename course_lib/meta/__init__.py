@@ -9,6 +9,8 @@ train.py     meta-training through the kit's one training run, and evaluation wi
 cost.py      seconds per outer step and the memory its backward keeps
 sinusoid.py  the regression tasks of the MAML paper and the pretrained baseline
 omniglot.py  few-shot Omniglot: per-tier presets, episode sampler, published results
+umtra.py     few-shot tasks made from unlabeled images by augmentation (UMTRA)
+label_free.py  few-shot Omniglot without labels: notebook 07's methods, presets and published results
 """
 
 from course_lib.meta.core import *  # noqa: F401,F403

@@ -58,12 +58,15 @@ class MetaConfig:
     # "constant", or "cosine": meta_lr decays to 0 at the run's last step (with a budget, the last step
     # that fits it, so a short run ends on a low learning rate on any machine)
     lr_schedule: str = "constant"
+    metric: str = "euclidean"  # ProtoNet's distance to prototypes: "euclidean" (squared) or "cosine"
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}.")
+        if self.metric not in ("euclidean", "cosine"):
+            raise ValueError(f"metric must be 'euclidean' or 'cosine', got {self.metric!r}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         check_inner(self.inner_lr, self.inner_steps)

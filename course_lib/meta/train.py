@@ -55,7 +55,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: M
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """One outer step of cfg.method; returns (loss, per-task metric (T,)), detached, on the model's device."""
     if cfg.method == "protonet":
-        return protonet_step(model, optimizer, tasks, impl)
+        return protonet_step(model, optimizer, tasks, impl, cfg.metric)
     return meta_step(model, optimizer, tasks, cfg, impl)
 
 
@@ -118,7 +118,7 @@ def evaluate(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, n_tasks: int
         while done < n_tasks:
             tasks = sample(min(batch, n_tasks - done), generator)
             if cfg.method == "protonet":
-                _, metric = protonet_loss(model, tasks, impl)
+                _, metric = protonet_loss(model, tasks, impl, cfg.metric)
             else:
                 _, metric = meta_loss(model, tasks, inner_lr=cfg.inner_lr, inner_steps=steps, first_order=True,
                                       loss=cfg.loss, impl=impl)
