@@ -67,9 +67,11 @@ def test_affine_view_config_and_inputs_are_validated():
 def test_umtra_tasks_have_distinct_images_as_classes_and_views_of_them_as_queries():
     images = _drawings(30)
     still = AffineViewConfig(degrees=0, translate=0, scale=(1, 1), shear=0)  # views equal to their image
-    ep = umtra_episodes(images, n_way=5, n_query=3, meta_batch=4, views=still, generator=torch.Generator().manual_seed(0))
+    ep = umtra_episodes(images, n_way=5, n_query=3, meta_batch=4, views=still,
+                        generator=torch.Generator().manual_seed(0))
     assert ep.x_support.shape == (4, 5, 1, 28, 28) and ep.x_query.shape == (4, 15, 1, 28, 28)
-    assert torch.equal(ep.y_support[0], torch.arange(5)) and torch.equal(ep.y_query[2], torch.arange(5).repeat_interleave(3))
+    assert torch.equal(ep.y_support[0], torch.arange(5))
+    assert torch.equal(ep.y_query[2], torch.arange(5).repeat_interleave(3))
     flat = images.flatten(1)
     for t in range(4):
         which = [int((flat - x.flatten()).abs().sum(1).argmin()) for x in ep.x_support[t]]
@@ -178,8 +180,9 @@ def test_every_method_of_the_benchmark_trains_and_scores_on_tiny_data():
     from benchmarks.few_shot_label_free import run_methods
     from course_lib.meta.label_free import LabelFreeConfig
 
-    tiny = LabelFreeConfig(simclr=replace(TINY, steps=2), umtra=MetaConfig(method="protonet", metric="cosine", meta_batch=2, steps=2),
-                           maml=MetaConfig(method="maml", meta_batch=2, steps=2), protonet=MetaConfig(method="protonet", meta_batch=2, steps=2),
+    two_steps = dict(meta_batch=2, steps=2)
+    tiny = LabelFreeConfig(simclr=replace(TINY, steps=2), umtra=MetaConfig(method="protonet", metric="cosine", **two_steps),
+                           maml=MetaConfig(method="maml", **two_steps), protonet=MetaConfig(method="protonet", **two_steps),
                            finetune_steps=1, eval_tasks=4, n_query=2, shots=(1, 2))
     images = torch.rand(12, 20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     rows = list(run_methods(tiny, images, images[:8]))

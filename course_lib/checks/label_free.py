@@ -117,7 +117,8 @@ register(Exercise(
         "Pick the classes with picks = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))"
         "[:n_way]: n_way distinct "
         "images, in random order. Image n of the picks is class n, and it is that class's one support example.",
-        "Queries: n_query views of each support image, class by class: views(support.repeat_interleave(n_query, dim=0)).",
+        "Queries: n_query views of each support image, class by class: "
+        "views(support.repeat_interleave(n_query, dim=0)).",
         "Labels: torch.arange(n_way) for the support, and the same repeated n_query times each "
         "(repeat_interleave) for the queries. Return (x_support, y_support, x_query, y_query).",
     ],

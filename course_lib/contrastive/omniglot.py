@@ -102,8 +102,11 @@ def train_simclr_drawings(model: SimCLRModel, images: torch.Tensor, config: Draw
         optimizer.step()
         return {"loss": loss.detach()}
 
+    def schedule(s: int, total: int) -> float:
+        return learning_rate(s, total, config.warmup_steps, config.lr)
+
     run = TrainingRun(step, model=model, optimizer=optimizer, generators=[generator], steps=config.steps,
-                      budget_s=config.budget_s, lr=lambda s, total: learning_rate(s, total, config.warmup_steps, config.lr),
+                      budget_s=config.budget_s, lr=schedule,
                       identity=config_identity(config), kind="simclr_drawings", checkpoint=checkpoint,
                       checkpoint_every_s=checkpoint_every_s, stop_after=stop_after, progress=progress,
                       desc="SimCLR (drawings)")

@@ -87,4 +87,5 @@ def protonet_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, imp
     return loss.detach(), acc.detach()
 
 
-__all__ = ["METRICS", "PROTOTYPE_TEMPERATURE", "prototypes", "squared_distances", "protonet_logits", "protonet_loss", "protonet_step"]
+__all__ = ["METRICS", "PROTOTYPE_TEMPERATURE", "prototypes", "squared_distances", "protonet_logits", "protonet_loss",
+           "protonet_step"]
