@@ -10,7 +10,7 @@ ones are given `unlabeled(train)`, a shuffled image tensor with no class structu
     maml_scratch       MAML (labels) from a random initialisation            } seconds in all
     protonet           supervised ProtoNet (labels) at the SimCLR budget: the reference with labels
 
-Published label-free results are in PUBLISHED_LABEL_FREE, with their protocols.
+Published label-free results are in PUBLISHED_LABEL_FREE; notebook 07 compares their protocols with ours.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from course_lib.contrastive.omniglot import DrawingSimCLRConfig, build_drawing_model, train_simclr_drawings, unlabeled
-from course_lib.meta.core import MetaConfig, check_tasks, parameters, sgd_steps
+from course_lib.meta.core import MetaConfig, check_labels, check_tasks, parameters, sgd_steps
 from course_lib.meta.models import Conv4
 from course_lib.meta.omniglot import episode_sampler
 from course_lib.meta.protonet import PROTOTYPE_TEMPERATURE, prototypes
@@ -57,7 +57,7 @@ class LabelFreeConfig:
     finetune_lr: float = 0.2          # 2 CPU cores, 5 steps: 0.2 beat 0.05 by 0.6 (1-shot) and 1.1 points (5-shot)
     ways: tuple[int, ...] = (5,)
     shots: tuple[int, ...] = (1, 5)
-    n_query: int = 15                 # query examples per class in test tasks (and supervised training)
+    n_query: int = 15                 # query examples per class in test tasks
     eval_tasks: int = 600
     min_accuracy: float = 0.85      # the band the notebook asserts: best label-free 5-way 1-shot accuracy
     seed: int = 0
@@ -168,7 +168,7 @@ def finetune_accuracy(encoder: nn.Module, tasks, *, steps: int, lr: float, impl:
     (vmap turns per-task weights into grouped convolutions); on a GPU, unmeasured.
     """
     check_tasks(tasks)
-    n_way = int(tasks.y_support.max()) + 1
+    n_way = check_labels(tasks)
     base = {k: v.detach() for k, v in parameters(encoder).items()}
 
     def one_task(xs, ys, xq, yq, sgd):
@@ -186,6 +186,9 @@ def finetune_accuracy(encoder: nn.Module, tasks, *, steps: int, lr: float, impl:
         logits = features(tuned)[s:] @ F.normalize(tuned["prototypes"], dim=1).T           # (Q, N)
         return (logits.argmax(-1) == yq).float().mean()
 
+    def loop_sgd(p, loss_fn):  # the reference: torch.autograd.grad, one task at a time
+        return sgd_steps(p, loss_fn, inner_lr=lr, inner_steps=steps, first_order=True)
+
     def func_sgd(p, loss_fn):  # the same SGD steps, written with torch.func.grad so that vmap can batch them
         for _ in range(steps):
             g = grad(loss_fn)(p)
@@ -194,8 +197,7 @@ def finetune_accuracy(encoder: nn.Module, tasks, *, steps: int, lr: float, impl:
 
     args = (tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query)
     if impl == "loop":
-        return torch.stack([one_task(*task, lambda p, f: sgd_steps(p, f, inner_lr=lr, inner_steps=steps,
-                                                                    first_order=True)) for task in zip(*args)]).detach()
+        return torch.stack([one_task(*task, loop_sgd) for task in zip(*args)]).detach()
     if impl != "vmap":
         raise ValueError(f"impl must be 'vmap' or 'loop', got {impl!r}.")
     return vmap(lambda *task: one_task(*task, func_sgd))(*args).detach()

@@ -21,13 +21,11 @@ from course_lib.data.episodes import Episodes
 
 
 def umtra_episodes(images: torch.Tensor, n_way: int, n_query: int, meta_batch: int,
-                   views: AffineViewConfig = AffineViewConfig(), generator: torch.Generator | None = None,
-                   augment_support: bool = False) -> Episodes:
+                   views: AffineViewConfig = AffineViewConfig(), generator: torch.Generator | None = None) -> Episodes:
     """`meta_batch` N-way 1-shot tasks from unlabeled images (M, C, H, W), on the images' device.
 
     Per task, `n_way` distinct random images are the classes (labels 0..N-1 in draw order); the
-    support holds each image (or, with `augment_support`, one view of it), the query `n_query`
-    random views of each. Shapes as `sample_episodes`: x_support (T, N, C, H, W), y_support (T, N),
+    support holds each image itself, the query `n_query` random views of each. Shapes as `sample_episodes`: x_support (T, N, C, H, W), y_support (T, N),
     x_query (T, N * n_query, C, H, W), y_query (T, N * n_query) grouped by label.
     """
     check_unlabeled(images, "umtra_episodes")
@@ -40,21 +38,19 @@ def umtra_episodes(images: torch.Tensor, n_way: int, n_query: int, meta_batch: i
     picks = torch.rand(meta_batch, len(images), generator=generator, device=where).argsort(dim=1)[:, :n_way]
     x = images[picks.to(dev)]                                                     # (T, N, C, H, W)
     shape = x.shape[2:]
-    support = affine_views(x.flatten(0, 1), views, generator).view_as(x) if augment_support else x
     repeated = x.unsqueeze(2).expand(meta_batch, n_way, n_query, *shape).flatten(0, 2)
     query = affine_views(repeated, views, generator).view(meta_batch, n_way * n_query, *shape)
     labels = torch.arange(n_way, device=dev)
-    return Episodes(x_support=support, y_support=labels.expand(meta_batch, n_way),
+    return Episodes(x_support=x, y_support=labels.expand(meta_batch, n_way),
                     x_query=query, y_query=labels.repeat_interleave(n_query).expand(meta_batch, n_way * n_query))
 
 
-def umtra_sampler(images: torch.Tensor, n_way: int, n_query: int, views: AffineViewConfig = AffineViewConfig(),
-                  augment_support: bool = False):
+def umtra_sampler(images: torch.Tensor, n_way: int, n_query: int, views: AffineViewConfig = AffineViewConfig()):
     """A function (meta_batch, generator) -> Episodes of unlabeled tasks, for `meta_train`."""
     check_unlabeled(images, "umtra_sampler")
 
     def sample(meta_batch: int, generator: torch.Generator) -> Episodes:
-        return umtra_episodes(images, n_way, n_query, meta_batch, views, generator, augment_support)
+        return umtra_episodes(images, n_way, n_query, meta_batch, views, generator)
 
     return sample
 
