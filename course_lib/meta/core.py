@@ -39,6 +39,7 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse": F.mse_loss,  # regression: y has the output's shape
 }
 METHODS = ("maml", "fomaml", "reptile", "protonet")
+METRICS = ("euclidean", "cosine")  # ProtoNet's distances to prototypes (see protonet.py)
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -65,8 +66,8 @@ class MetaConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {self.loss!r}.")
-        if self.metric not in ("euclidean", "cosine"):
-            raise ValueError(f"metric must be 'euclidean' or 'cosine', got {self.metric!r}.")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         check_inner(self.inner_lr, self.inner_steps)
@@ -275,5 +276,5 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: Me
     return loss.detach(), metric.detach()
 
 
-__all__ = ["Params", "LOSSES", "METHODS", "LR_SCHEDULES", "MetaConfig", "check_inner", "check_labels", "check_tasks",
-           "parameters", "adapt", "sgd_steps", "adapt_reference", "meta_loss", "reptile_direction", "meta_step"]
+__all__ = ["Params", "LOSSES", "METHODS", "METRICS", "LR_SCHEDULES", "MetaConfig", "check_inner", "check_labels",
+           "check_tasks", "parameters", "adapt", "sgd_steps", "adapt_reference", "meta_loss", "reptile_direction", "meta_step"]

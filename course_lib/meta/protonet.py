@@ -20,10 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from course_lib.meta.core import check_labels, check_tasks, parameters
+from course_lib.meta.core import METRICS, check_labels, check_tasks, parameters
 from course_lib.similarity import squared_distances
 
-METRICS = ("euclidean", "cosine")
 PROTOTYPE_TEMPERATURE = 0.1  # scales cosine logits; it changes the loss, never which class wins
 
 
@@ -87,5 +86,5 @@ def protonet_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, imp
     return loss.detach(), acc.detach()
 
 
-__all__ = ["METRICS", "PROTOTYPE_TEMPERATURE", "prototypes", "squared_distances", "protonet_logits", "protonet_loss",
+__all__ = ["PROTOTYPE_TEMPERATURE", "prototypes", "squared_distances", "protonet_logits", "protonet_loss",
            "protonet_step"]
