@@ -47,6 +47,14 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Parameter groups that decay weights (ndim > 1) by `weight_decay` and leave biases and BatchNorm
+    parameters (ndim <= 1) undecayed, the SimCLR convention; for any torch optimizer or LARS."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
 def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
     """Linear warmup from peak / warmup_steps to `peak`, then cosine decay to 0 at `total_steps`.
 
@@ -59,4 +67,4 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-__all__ = ["LARS", "learning_rate"]
+__all__ = ["LARS", "learning_rate", "weight_decay_groups"]

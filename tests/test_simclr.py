@@ -7,7 +7,7 @@ import torch
 
 from course_lib.contrastive.views import ViewConfig
 from course_lib.checkpoint import CheckpointError, load_checkpoint
-from course_lib.optim import LARS, learning_rate
+from course_lib.optim import LARS, learning_rate, weight_decay_groups
 from course_lib.contrastive.simclr import PRESETS, SimCLRConfig, build_model, epoch_order, train_simclr
 from course_lib.runtime import pick
 
@@ -126,3 +126,11 @@ def test_every_tier_has_a_preset():
         cfg = pick(PRESETS, tier)
         assert cfg.views.size in (16, 24, 32) and cfg.epochs > 0
     assert pick(PRESETS, "full").arch == "resnet18"
+
+
+def test_weight_decay_groups_decay_weights_and_spare_biases_and_batchnorm():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Linear(2, 3))
+    decay, rest = weight_decay_groups(model, 1e-4)
+    assert decay["weight_decay"] == 1e-4 and rest["weight_decay"] == 0.0
+    assert [tuple(p.shape) for p in decay["params"]] == [(2, 1, 3, 3), (3, 2)]
+    assert sorted(tuple(p.shape) for p in rest["params"]) == [(2,), (2,), (2,), (3,)]  # conv bias, BN scale+shift, linear bias

@@ -29,7 +29,7 @@ from course_lib.contrastive.evaluate import extract_features, knn_accuracy
 from course_lib.contrastive.losses import nt_xent
 from course_lib.contrastive.models import ProjectionHead, SimCLRModel, build_encoder
 from course_lib.contrastive.views import ViewConfig, simclr_views
-from course_lib.optim import LARS, learning_rate
+from course_lib.optim import LARS, learning_rate, weight_decay_groups
 from course_lib.training import History, TrainingRun, config_identity
 
 KNN_K = 200  # neighbours of the kNN monitor (Wu et al., 2018; SimCLR and MoCo report k = 200)
@@ -109,9 +109,7 @@ def build_model(config: SimCLRConfig) -> SimCLRModel:
 
 def make_optimizer(model: nn.Module, config: SimCLRConfig) -> torch.optim.Optimizer:
     """The optimizer named by config.optimizer; weight decay only on weights (ndim > 1)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    groups = weight_decay_groups(model, config.weight_decay)
     if config.optimizer == "lars":
         return LARS(groups, lr=config.lr, momentum=config.momentum)
     if config.optimizer == "sgd":

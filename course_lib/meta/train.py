@@ -103,6 +103,16 @@ def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator:
     return run.train()
 
 
+def score_tasks(score: Callable[[object], torch.Tensor], sample: Sampler, *, n_tasks: int, generator: torch.Generator,
+                batch: int = 25, percent: bool = True) -> Score:
+    """Mean of `score(tasks) -> (T,)` over `n_tasks` fresh tasks drawn `batch` at a time, with its 95% interval."""
+    metrics, done = [], 0
+    while done < n_tasks:
+        metrics.append(score(sample(min(batch, n_tasks - done), generator)))
+        done += metrics[-1].numel()
+    return mean_ci95(torch.cat(metrics), percent)
+
+
 def evaluate(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, n_tasks: int, generator: torch.Generator,
              batch: int = 25, inner_steps: int | None = None, impl: str = "vmap") -> Score:
     """Mean query metric over `n_tasks` fresh tasks with its 95% interval (accuracy, or MSE for regression).
@@ -111,20 +121,17 @@ def evaluate(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, n_tasks: int
     steps of cfg.inner_lr; ProtoNet classifies by distance to prototypes. The model is not changed.
     """
     steps = cfg.eval_inner_steps if inner_steps is None else inner_steps
-    metrics = []
+
+    def score(tasks) -> torch.Tensor:
+        if cfg.method == "protonet":
+            return protonet_loss(model, tasks, impl, cfg.metric)[1]
+        return meta_loss(model, tasks, inner_lr=cfg.inner_lr, inner_steps=steps, first_order=True, loss=cfg.loss,
+                         impl=impl)[1]
+
     model.train()
     with torch.no_grad():  # adaptation still takes gradients: torch.func.grad ignores an outer no_grad
-        done = 0
-        while done < n_tasks:
-            tasks = sample(min(batch, n_tasks - done), generator)
-            if cfg.method == "protonet":
-                _, metric = protonet_loss(model, tasks, impl, cfg.metric)
-            else:
-                _, metric = meta_loss(model, tasks, inner_lr=cfg.inner_lr, inner_steps=steps, first_order=True,
-                                      loss=cfg.loss, impl=impl)
-            metrics.append(metric)
-            done += metric.numel()
-    return mean_ci95(torch.cat(metrics), percent=cfg.loss == "cross_entropy")
+        return score_tasks(score, sample, n_tasks=n_tasks, generator=generator, batch=batch,
+                           percent=cfg.loss == "cross_entropy")
 
 
-__all__ = ["Sampler", "Score", "mean_ci95", "train_step", "outer_lr", "meta_train", "evaluate"]
+__all__ = ["Sampler", "Score", "mean_ci95", "train_step", "outer_lr", "meta_train", "score_tasks", "evaluate"]
