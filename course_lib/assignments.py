@@ -12,7 +12,8 @@ can use the notebooks as they are, without being a dependency of the kit. `build
 of each notebook, each solution replaced by a stub that raises NotImplementedError and points to
 `hint("<exercise>")` (the check cells stay, locked, so a learner or a grading server runs them), and the
 worked solutions file that `solution(name)` prints: {exercise: its solution cell without the two marker
-lines}, as JSON. The notebooks are the one source of both.
+lines}, as JSON. The notebooks are the one source of both. The course's markdown pages beside the
+notebooks (the glossary) are copied unchanged, so that links to them work from either folder.
 
 Run from the repository root, where the defaults are the paths of a checkout (relative to the current
 folder, never to this file, so an installed package writes nothing into site-packages):
@@ -180,6 +181,12 @@ def notebooks(source: Path) -> list[Path]:
     return found
 
 
+def pages(source: Path) -> dict[str, str]:
+    """{name: text} of the course's markdown pages beside the notebooks (the glossary), copied as they are
+    so that the notebooks' links to them work in the student folder too."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(source).glob("*.md"))}
+
+
 def _generated(path: Path) -> bool:
     """Whether `path` is a student version that `build` wrote (it carries the metadata mark below)."""
     try:
@@ -196,6 +203,7 @@ def build(source: Path, dest: Path, solutions: Path | None = None) -> list[Path]
         raise AssignmentError(f"--out {dest} is the source folder: the student versions would overwrite the "
                               "instructor notebooks, the only copy of the solutions. Choose another --out.")
     student = {path.name: dumps(student_notebook(read(path), path.name)) for path in notebooks(source)}
+    student |= pages(source)
     worked = solutions_json(source) if solutions is not None else None  # every notebook is valid before a write
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -215,8 +223,8 @@ def build(source: Path, dest: Path, solutions: Path | None = None) -> list[Path]
 def drift(source: Path, dest: Path, solutions: Path | None = None) -> list[str]:
     """Names of student notebooks in `dest` that differ from (or are missing in) a fresh build, and the
     solutions file's name when it is given and differs from the notebooks' solution cells."""
-    wanted = {p.name: dumps(student_notebook(read(p), p.name)) for p in notebooks(source)}
-    have = {p.name: p.read_text(encoding="utf-8") for p in Path(dest).glob("*.ipynb")}
+    wanted = {p.name: dumps(student_notebook(read(p), p.name)) for p in notebooks(source)} | pages(source)
+    have = {p.name: p.read_text(encoding="utf-8") for p in [*Path(dest).glob("*.ipynb"), *Path(dest).glob("*.md")]}
     stale = sorted(n for n in wanted.keys() | have.keys() if wanted.get(n) != have.get(n))
     if solutions is not None:
         current = Path(solutions).read_text(encoding="utf-8") if Path(solutions).is_file() else None

@@ -3,6 +3,7 @@ failing checks, and the command line from an installed (non-editable) package.""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from torch import nn
 from course_lib import assignments, checkpoint
 from course_lib.assignments import BEGIN, END, AssignmentError
 from course_lib.checks import REGISTRY, CheckFailed
+from notebook_code import namespace_before
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE, EXERCISES = REPO / "notebooks", REPO / "notebooks" / "exercises"
@@ -249,18 +251,56 @@ def test_no_solution_text_survives_in_the_student_version(path, fresh_build):
     assert not leaked, f"{path.name}: solution lines survive in the student version: {leaked[:5]}"
 
 
-def _notebook_namespace() -> dict:
-    """What every course notebook has imported before its first exercise (the checks included)."""
-    namespace = {"torch": torch, "F": F, "nn": nn, "math": math}
-    exec("from course_lib.checks import *", namespace)
-    return namespace
+def _imported(cells: list[dict]) -> set[str]:
+    """Dotted names the code cells make available: "pkg.mod" for a module, "pkg.mod.name" for a name."""
+    found = set()
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse(assignments._source(cell))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_exercise_reference_is_imported_before_its_exercise(path, fresh_build):
+    """A learner should not be one attribute away from the answer: before an exercise, the student version
+    imports neither the library function its check compares with nor that function's module."""
+    student = assignments.read(fresh_build / path.name)
+    for index, name in _exercises(student):
+        reference = REGISTRY[name].reference
+        module, qualname = getattr(reference, "__module__", ""), getattr(reference, "__qualname__", "<lambda>")
+        if not module.startswith("course_lib.") or module.startswith("course_lib.checks") or "<" in qualname:
+            continue  # a reference written inside the checks: nothing a notebook would import
+        before = _imported(student["cells"][:index])
+        leaks = {module, f"{module}.{qualname}", f"{module}.*"} & before
+        assert not leaks, f"{path.name}: {leaks} imported before exercise {name!r}, whose check compares with it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_stub_keeps_a_docstring_with_shapes_or_a_format(path, fresh_build):
+    """What the learner must write is stated in the stub: a function or class keeps its docstring (with the
+    shapes of tensors, written as "(...)"), and an answer cell keeps the comment that shows the format."""
+    student = assignments.read(fresh_build / path.name)
+    for index, name in _exercises(student):
+        text = assignments._source(student["cells"][index])
+        definitions = [n for n in ast.parse(text).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        if definitions:
+            doc = ast.get_docstring(definitions[-1]) or ""
+            assert "(" in doc, f"{path.name} exercise {name!r}: the stub's docstring should state the shapes: {doc!r}"
+        else:
+            assert text.lstrip().startswith("#") and "=" in text.split("\n")[0], (
+                f"{path.name} exercise {name!r}: an answer cell should open with a comment showing the format")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_student_check_fails_with_its_learner_facing_message(path, fresh_build):
     student = assignments.read(fresh_build / path.name)
     for index, name in _exercises(student):
-        namespace = _notebook_namespace()
+        namespace = namespace_before(student, index)
         try:
             exec(assignments._source(student["cells"][index]), namespace)
         except NotImplementedError:
