@@ -25,6 +25,7 @@ from course_lib.checks import CheckFailed, Case, Exercise, check, framework, hin
 from course_lib.checks import loss_math, solutions
 from course_lib.contrastive import losses
 from course_lib.contrastive.losses import positive_index
+from notebook_code import namespace_before
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -268,7 +269,9 @@ def test_worked_solution_in_the_notebook_passes_its_check_cell(path, name, code,
     """The notebook's own solution cell, then its check cell: a broken worked solution fails here."""
     assert f"check_{name}(" in check_cell, f"{path.name}: no check cell with grade_id check_{name}"
     random.seed(f"{path.name}:{name}")  # the check's random cases, reproducibly
-    namespace, out = _namespace(), io.StringIO()
+    nb = assignments.read(path)
+    index = next(i for i, c in enumerate(nb["cells"]) if assignments._nbgrader(c).get("grade_id") == name)
+    namespace, out = namespace_before(nb, index), io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, f"{path.name}:{name}", "exec"), namespace)
         exec(compile(check_cell, f"{path.name}:check_{name}", "exec"), namespace)
@@ -323,49 +326,6 @@ def _worked(name: str):
     return namespace[defined[-1]]
 
 
-def buggy_positive_pairs(z, temperature=0.5):
-    rows = len(z)
-    zn = F.normalize(z, dim=1)
-    logits = (zn @ zn.T / temperature).masked_fill(torch.eye(rows, dtype=torch.bool), float("-inf"))
-    return F.cross_entropy(logits, torch.arange(rows) ^ 1)
-
-
-def buggy_similarity_matrix(z):
-    zn = F.normalize(z, dim=1)
-    return F.cosine_similarity(zn.unsqueeze(1), zn.unsqueeze(1), dim=-1)
-
-
-def make_cached_loss():
-    cache = {}
-
-    def buggy_cached_loss(z, temperature=0.5):
-        rows = len(z)
-        if "logits" not in cache:
-            zn = F.normalize(z, dim=1)
-            cache["logits"] = (zn @ zn.T / temperature).masked_fill(torch.eye(rows, dtype=torch.bool), float("-inf"))
-        return F.cross_entropy(cache["logits"], (torch.arange(rows) + rows // 2) % rows)
-
-    return buggy_cached_loss
-
-
-def buggy_meta_update(w, x_support, y_support, x_query, y_query, inner_lr, meta_lr):
-    w_new = _worked("fix_meta_update")(w, x_support, y_support, x_query, y_query, inner_lr, meta_lr)
-    return 2 * w - w_new  # w + meta_lr * gradient
-
-
-class BuggyNet(nn.Module):
-    def __init__(self, in_channels=1, image_size=28, n_classes=5):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        )
-        self.head = nn.Linear(32 * image_size * image_size, n_classes)
-
-    def forward(self, x):
-        return self.head(self.features(x).flatten(1))
-
-
 def nt_xent_with_diagonal(z, temperature=0.5):
     zn = F.normalize(z, dim=1)
     return F.cross_entropy(zn @ zn.T / temperature, positive_index(len(z)))
@@ -397,11 +357,6 @@ def info_nce_bound_truncating(anchors, positives, temperature=0.1):
 
 
 BUGS = [
-    ("fix_positive_pairs", buggy_positive_pairs, "the targets must point row i at row i + N"),
-    ("fix_similarity_shape", buggy_similarity_matrix, "both operands were expanded along the same axis"),
-    ("fix_cached_logits", make_cached_loss(), "returned the same loss"),
-    ("fix_meta_update", buggy_meta_update, "gradient ascent"),
-    ("fix_flatten_size", BuggyNet, "your first Linear layer expects in_features=25088"),
     ("nt_xent", nt_xent_with_diagonal, "Mask s(i, i) with -inf"),
     ("nt_xent", nt_xent_unnormalised, "L2-normalise the rows"),
     ("nt_xent", nt_xent_without_raise, "should raise ValueError"),
@@ -422,17 +377,37 @@ def test_each_bug_gets_its_specific_message(name, buggy, words):
     assert words in str(failure.value)
 
 
-# ---- the exercises of notebook 02 (views) -------------------------------------------------------
+# ---- self-checks (quiz) ------------------------------------------------------------------------------
 
-def test_views_exercises_reject_classic_bugs():
-    from course_lib.contrastive.views import crop_params_from_uniforms
 
-    with pytest.raises(CheckFailed, match="wrong values"):  # mirrored top-bottom instead of left-right
-        checks.check_batched_flip(lambda x, flip: torch.where(flip.view(-1, 1, 1, 1), x.flip(-2), x))
+@pytest.fixture
+def quiz(monkeypatch):
+    from course_lib.checks.quiz import Choice, Number, self_check
 
-    def only_first_attempt(u_attempts, u_pos, height, width, scale, ratio):
-        """Falls back to the central crop as soon as the first attempt does not fit, skipping the other 9."""
-        return crop_params_from_uniforms(u_attempts[:, :1], u_pos, height, width, scale, ratio)
+    monkeypatch.setattr(framework, "REGISTRY", dict(framework.REGISTRY))
+    return self_check("_test_quiz", {
+        1: Choice("b", why="b is right.", wrong={"a": "a is too slow.", "c": "c has no gradient."}),
+        2: Number(lambda: math.log(15), why="log 15.", hint="take the log of 15."),
+    }, hints=["first", "second"])
 
-    with pytest.raises(CheckFailed, match="Case 'CIFAR-sized, 10 attempts'.*wrong values"):
-        checks.check_random_resized_crop_params(only_first_attempt)
+
+def test_a_right_self_check_explains_every_answer(quiz, capsys):
+    quiz({1: "B ", 2: 2.71})
+    out = capsys.readouterr().out
+    assert out.startswith("✓ _test_quiz") and "1. b is right." in out and "2. log 15." in out
+
+
+@pytest.mark.parametrize("answers,words", [
+    ({1: "a", 2: 2.71}, "question 1: not 'a': a is too slow."),
+    ({1: "b", 2: 3.0}, "question 2: 3.0 is not it: take the log of 15."),
+    ({1: "b", 2: float("nan")}, "question 2: nan is not it"),
+    ({1: "b", 2: True}, "answer with a number, got True"),
+    ({1: "d", 2: 2.71}, "one letter among ['a', 'b', 'c']"),
+    ({1: "b"}, "no answer to question(s) [2]"),
+    ({1: "b", 2: 2.71, 3: "a"}, "there is no question 3"),
+    (["b", 2.71], "expected a dict"),
+], ids=["wrong-letter", "wrong-number", "nan", "bool", "unknown-letter", "missing", "extra", "not-a-dict"])
+def test_each_wrong_self_check_answer_gets_its_feedback(quiz, answers, words):
+    with pytest.raises(CheckFailed) as failure:
+        quiz(answers)
+    assert words in str(failure.value)

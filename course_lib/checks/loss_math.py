@@ -1,4 +1,4 @@
-"""Exercises of notebook 01, part 1: the contrastive loss (its "find the bugs" part is in find_the_bugs.py).
+"""Exercises of notebook 01, part 1: the contrastive loss (its second part, the autopsy, is in autopsy.py).
 
 Each exercise compares the learner's function with an independent reference, the library's
 (`course_lib.contrastive.losses`, `course_lib.meta.core`) wherever it has the same function, on fresh
@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.checks.framework import Case, Exercise, check, compare_outputs, register
+from course_lib.checks.quiz import Choice, Number, self_check
 from course_lib.contrastive import losses
 
 
@@ -170,5 +171,33 @@ def check_similarity_gradient(fn): return check("similarity_gradient", fn)
 def check_info_nce_bound(fn): return check("info_nce_bound", fn)
 def check_alignment(fn): return check("alignment", fn)
 def check_uniformity(fn): return check("uniformity", fn)
+
+
+check_self_check_01 = self_check("self_check_01", {
+    1: Number(lambda: math.log(15), why="Equal similarities make the softmax uniform over the 2N - 1 = 15 candidates: "
+              "-log(1/15) = log 15 = 2.71 nats, the loss of a guess.",
+              hint="with every similarity equal, what probability does the softmax give the positive among the "
+                   "2N - 1 candidates? The loss is -log of it."),
+    2: Choice("b", why="A small t sharpens the softmax over the negatives, so the push (P_ik / t) goes to the few "
+                       "most similar ones, the hard negatives.",
+              wrong={"a": "that is what a large temperature does: the softmax flattens and every negative is pushed alike.",
+                     "c": "t sits inside the softmax, not only in front of it: it changes how P_ik is shared (section 6)."}),
+    3: Number(lambda: math.log(64), why="The estimate is log K - L with L >= 0: at most log 64 = 4.16 nats, however "
+              "much information the views share.",
+              hint="the estimate is log K minus a loss that is never negative."),
+    4: Choice("b", why="logsumexp(l) = m + log sum exp(l - m) for any m; with m the largest logit every exponent "
+                       "is <= 0, so nothing overflows, and the value and gradient are unchanged.",
+              wrong={"a": "it adds work (a max and a subtraction); it is there for correctness, not speed.",
+                     "c": "the shift is an identity: the value and the gradient are exactly the same, only computable."}),
+    5: Choice("b", why="Identical embeddings: every positive pair is at distance 0 (perfect alignment), and every "
+                       "pair of images too, so uniformity is log mean e^0 = 0, its largest (worst) value: collapse.",
+              wrong={"a": "uniformity rewards spread; a single point has none.",
+                     "c": "all views of an image coincide, so alignment is 0, its best value."}),
+}, hints=[
+    "Each question matches a section: 1 and 3 the InfoNCE reading (sections 2 and 7), 2 the temperature "
+    "(section 6), 4 the stable form (sections 1 and 5), 5 alignment and uniformity (section 8).",
+    "For 1: the softmax of 15 equal logits. For 3: the loss is a cross-entropy, never negative.",
+])
+
 __all__ = ["check_softmax_cross_entropy", "check_nt_xent", "check_similarity_gradient", "check_info_nce_bound",
-           "check_alignment", "check_uniformity"]
+           "check_alignment", "check_uniformity", "check_self_check_01"]
