@@ -98,27 +98,39 @@ def check_images(x) -> None:
                              "with NaN or inf.")
 
 
+def crop_sizes_from_uniforms(u_attempts: torch.Tensor, height: int, width: int, scale=(0.08, 1.0),
+                             ratio=(3 / 4, 4 / 3)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The crop size of every attempt of torchvision's RandomResizedCrop, given its uniform random numbers.
+
+    u_attempts: (B, A, 2) uniforms in [0, 1): (area, log-ratio) for each of A attempts. Per attempt, the
+    target area is uniform in scale * height * width and the aspect ratio w / h log-uniform in `ratio`;
+    w = round(sqrt(area * aspect)), h = round(sqrt(area / aspect)). Returns (h, w, fits): (B, A) int64,
+    (B, A) int64, (B, A) bool, fits meaning 0 < w <= width and 0 < h <= height. The maths runs in
+    float64 (float32 on MPS, which lacks it), so w and h round as torchvision's Python floats do.
+    """
+    wide = wide_dtype(u_attempts.device)
+    target = height * width * (scale[0] + (scale[1] - scale[0]) * u_attempts[..., 0].to(wide))  # (B, A) pixels
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(lo + (hi - lo) * u_attempts[..., 1].to(wide))  # (B, A) width / height
+    w = torch.round(torch.sqrt(target * aspect)).long()
+    h = torch.round(torch.sqrt(target / aspect)).long()
+    return h, w, (w > 0) & (w <= width) & (h > 0) & (h <= height)
+
+
 def crop_params_from_uniforms(u_attempts: torch.Tensor, u_pos: torch.Tensor, height: int, width: int,
                               scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
     """torchvision's RandomResizedCrop rule, for a batch, given its uniform random numbers.
 
-    u_attempts: (B, A, 2) uniforms in [0, 1): (area, log-ratio) for each of A attempts;
-    u_pos: (B, 2) uniforms for the (top, left) position. Returns (B, 4) int64 boxes (top, left, h, w).
-    Per image: the first attempt whose rounded box fits the image wins; if none does, the fallback is
-    the central crop with the aspect ratio clamped to `ratio` (the whole image when it fits).
-    The maths runs in float64 (float32 on MPS, which lacks it), so w and h round as torchvision's
-    Python floats do; everything stays on the uniforms' device.
+    u_attempts: (B, A, 2) uniforms in [0, 1): (area, log-ratio) for each of A attempts (sizes by
+    `crop_sizes_from_uniforms`); u_pos: (B, 2) uniforms for the (top, left) position. Returns (B, 4)
+    int64 boxes (top, left, h, w). Per image: the first attempt whose rounded box fits the image wins;
+    if none does, the fallback is the central crop with the aspect ratio clamped to `ratio` (the whole
+    image when it fits). Everything stays on the uniforms' device.
     """
     wide = wide_dtype(u_attempts.device)
-    area = height * width
-    target = area * (scale[0] + (scale[1] - scale[0]) * u_attempts[..., 0].to(wide))  # (B, A) pixels
-    lo, hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(lo + (hi - lo) * u_attempts[..., 1].to(wide))  # (B, A) width / height
-    w = torch.round(torch.sqrt(target * aspect))
-    h = torch.round(torch.sqrt(target / aspect))
-    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)  # (B, A)
+    h, w, ok = crop_sizes_from_uniforms(u_attempts, height, width, scale, ratio)  # (B, A) each
     first = ok.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first fitting attempt (0 if none)
-    w, h, found = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1), ok.any(dim=1)
+    w, h, found = w.gather(1, first).squeeze(1).to(wide), h.gather(1, first).squeeze(1).to(wide), ok.any(dim=1)
     in_ratio = width / height
     if in_ratio < min(ratio):
         fw, fh = width, round(width / min(ratio))
@@ -285,5 +297,6 @@ def reference_views(x: torch.Tensor, config: ViewConfig = ViewConfig(), generato
 
 
 __all__ = ["ViewConfig", "check_images", "simclr_views", "reference_views", "reference_transform", "draw_view_params",
-           "apply_view_params", "random_resized_crop_params", "crop_params_from_uniforms", "batched_flip",
+           "apply_view_params", "random_resized_crop_params", "crop_params_from_uniforms", "crop_sizes_from_uniforms",
+           "batched_flip",
            "crop_flip_grid"]
