@@ -3,12 +3,15 @@
     train = load_omniglot("train")   # (1200, 20, 1, 28, 28) float32 in [0, 1]
     test = load_omniglot("test")     # (423, 20, 1, 28, 28)
 
-The split is the one MAML uses (Finn et al. 2017, after Santoro et al. 2016): 1200 characters for
-meta-training and the remaining 423 for meta-testing. It is deterministic and needs no seed: all
-1623 characters in the order background (964) then evaluation (659), each sorted by alphabet folder
-then character folder; the first 1200 are "train" (all 964 background characters and the first 236
-evaluation characters), the last 423 are "test". (cbfinn/maml shuffles with Python's
-`random.seed(1)` instead; the two are the same kind of split, not the same characters.) Training
+The split has the sizes of the usual few-shot protocol (Vinyals et al. 2016, used by MAML, Finn et al.
+2017): 1200 characters for meta-training and the remaining 423 for meta-testing. It is deterministic
+and needs no seed: all 1623 characters in the order background (964) then evaluation (659), each sorted
+by alphabet folder then character folder; the first 1200 are "train" (all 964 background characters and
+the first 236 evaluation characters), the last 423 are "test". So the test characters come from 13 of
+the 20 evaluation alphabets, and one alphabet, Gurmukhi, is on both sides (its first 41 characters in
+train, its last 4 in test): test characters are new, not all their alphabets. (cbfinn/maml shuffles the
+characters with Python's `random.seed(1)` instead, so its test characters come from nearly every
+alphabet; here most come from alphabets never seen in training: the same sizes, a different split.) Training
 classes are augmented with rotations by multiples of 90 degrees when sampling episodes
 (`sample_episodes(..., rotate=True)`), not here.
 

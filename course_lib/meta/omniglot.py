@@ -21,7 +21,7 @@ from course_lib.training import config_identity
 
 # Published test accuracies (%), Omniglot, keyed by (n_way, k_shot).
 # MAML: Finn et al. 2017, Table 1. First-order MAML: Nichol, Achiam and Schulman 2018 ("On First-Order
-# Meta-Learning Algorithms"), Table 1, with transduction. ProtoNet: Snell et al. 2017, Table 1.
+# Meta-Learning Algorithms"), their Omniglot results with transduction. ProtoNet: Snell et al. 2017, Table 1.
 PUBLISHED = {
     "maml": {(5, 1): 98.7, (5, 5): 99.9, (20, 1): 95.8, (20, 5): 98.9},
     "fomaml": {(5, 1): 98.3, (5, 5): 99.2, (20, 1): 89.4, (20, 5): 97.9},
