@@ -7,9 +7,12 @@ written with the exact random draws the exercise asks for, so that a learner's t
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from course_lib.checks.framework import Case, Exercise, check, register
+from course_lib.checks.quiz import Choice, Number, self_check
 from course_lib.contrastive.losses import nt_xent_reference, supcon
 from course_lib.meta.protonet import protonet_logits
 
@@ -169,5 +172,32 @@ def check_supcon(fn):
     return check("supcon", fn)
 
 
+def _all_distinct(n_way: int, n_classes: int) -> float:
+    """Probability that n_way images drawn uniformly from n_classes equally large classes are of n_way
+    different classes: prod_k (1 - k / n_classes), k = 0 .. n_way - 1."""
+    return math.prod(1 - k / n_classes for k in range(n_way))
+
+
+check_self_check_07 = self_check("self_check_07", {
+    1: Number(lambda: 2 * 32 - 1, why="Each of the 64 views is an anchor whose episode has one candidate per other "
+              "view: 63 classes, one example each, the positive the right one.",
+              hint="an anchor is compared with every view of the batch except itself.", rtol=0.0),
+    2: Choice("b", why="UMTRA takes N random unlabeled images as the N classes of a task and an augmentation of "
+                       "each as its query: no label, no clustering.",
+              wrong={"a": "clustering the embeddings into pseudo-labels is CACTUs (Hsu et al., 2019), another method.",
+                     "c": "no label is used at all: that is what makes it unsupervised."}),
+    3: Number(lambda: _all_distinct(5, 1200), why="prod_k (1 - k/1200) for k = 0..4 = 0.992: with 1,200 characters "
+              "a random 5-way UMTRA task almost never holds two drawings of one character.",
+              hint="draw the 5 characters one at a time: the k-th must differ from the k before it, probability "
+                   "1 - k / 1200.", rtol=1e-3),
+    4: Choice("b", why="With each image as its own class, the only other row sharing a label is the image's other "
+                       "view: SupCon's positives reduce to NT-Xent's, and the two losses are equal (checked above).",
+              wrong={"a": "SupCon still compares embeddings with each other; there is no class weight matrix.",
+                     "c": "the triplet loss compares one positive with one negative, without a softmax over the batch."}),
+}, hints=[
+    "Questions 1 and 4 are in sections 1 and 8; 2 and 3 in the UMTRA section.",
+    "For 3: the chance that the k-th character drawn differs from the k already drawn is 1 - k / 1200.",
+])
+
 __all__ = ["check_nt_xent_as_episodes", "check_prototype_logits", "check_supcon", "check_umtra_task",
-           "umtra_task_reference"]
+           "umtra_task_reference", "check_self_check_07"]
