@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 import os
 import subprocess
 import sys
@@ -14,9 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from course_lib import assignments, checkpoint
 from course_lib.assignments import BEGIN, END, AssignmentError

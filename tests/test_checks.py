@@ -7,7 +7,6 @@ a stub is "Not implemented yet", and each classic bug gets its specific diagnosi
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import io
 import json
@@ -26,6 +25,7 @@ from course_lib.checks import loss_math, solutions
 from course_lib.contrastive import losses
 from course_lib.contrastive.losses import positive_index
 from notebook_code import namespace_before
+from notebook_code import worked as _worked
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -256,13 +256,6 @@ def _notebook_exercises() -> list[tuple[Path, str, str, str]]:
 NOTEBOOK_EXERCISES = _notebook_exercises()
 
 
-def _namespace() -> dict:
-    """What a notebook has imported by the time it reaches an exercise."""
-    namespace = {"torch": torch, "F": F, "nn": nn, "math": math}
-    exec("from course_lib.checks import *", namespace)
-    return namespace
-
-
 @pytest.mark.parametrize("path,name,code,check_cell", NOTEBOOK_EXERCISES,
                          ids=[f"{p.stem[:2]}-{n}" for p, n, _, _ in NOTEBOOK_EXERCISES])
 def test_worked_solution_in_the_notebook_passes_its_check_cell(path, name, code, check_cell):
@@ -316,14 +309,6 @@ def test_similarity_reference_is_the_librarys_loss():
 
 
 # The bugs of notebook 01, exactly as the learner sees them; the fixed versions come from solutions.json.
-
-def _worked(name: str):
-    """The function or class that exercise `name`'s worked solution defines."""
-    code = solutions.load()[name]
-    namespace = _namespace()
-    exec(code, namespace)
-    defined = [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
-    return namespace[defined[-1]]
 
 
 def nt_xent_with_diagonal(z, temperature=0.5):

@@ -3,7 +3,6 @@ reported; the references agree with torchvision; the self-check's computed answe
 
 from __future__ import annotations
 
-import ast
 import math
 
 import pytest
@@ -12,29 +11,11 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from course_lib import checks
-from course_lib.checks import CheckFailed, solutions
 from course_lib.checks import views as views_checks
 from course_lib.contrastive.views import batched_flip, crop_params_from_uniforms, crop_sizes_from_uniforms
+from notebook_code import fails as _fails, worked as _worked
 
 OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
-
-
-def _worked(name: str):
-    """The function that exercise `name`'s worked solution (from the notebook, via solutions.json) defines."""
-    code = solutions.load()[name]
-    namespace = {"torch": torch, "math": math}
-    exec(code, namespace)
-    defined = [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)]
-    return namespace[defined[-1]]
-
-
-def _fails(check, fn, *words: str) -> str:
-    with pytest.raises(CheckFailed) as failure:
-        check(fn)
-    message = str(failure.value)
-    for word in words:
-        assert word in message, message
-    return message
 
 
 # ---- the references ----------------------------------------------------------------------------

@@ -3,7 +3,6 @@ classic bug fails with its own message, bad inputs are reported; the self-check'
 
 from __future__ import annotations
 
-import ast
 import functools
 import math
 
@@ -12,29 +11,12 @@ import torch
 from torch import nn
 
 from course_lib import checks
-from course_lib.checks import CheckFailed, run, solutions
+from course_lib.checks import run, solutions
 from course_lib.checks import simclr as simclr_checks
 from course_lib.checks.framework import REGISTRY
 from course_lib.contrastive.losses import nt_xent
 from course_lib.optim import LARS
-
-
-def _worked(name: str):
-    """The function that exercise `name`'s worked solution (from the notebook, via solutions.json) defines."""
-    code = solutions.load()[name]
-    namespace = {"torch": torch, "nn": nn, "math": math}
-    exec(code, namespace)
-    defined = [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)]
-    return namespace[defined[-1]]
-
-
-def _fails(check, fn, *words: str) -> str:
-    with pytest.raises(CheckFailed) as failure:
-        check(fn)
-    message = str(failure.value)
-    for word in words:
-        assert word in message, message
-    return message
+from notebook_code import fails as _fails, worked as _worked
 
 
 def _step(pair=lambda z1, z2: torch.cat([z1, z2]), zero_grad=True, project=True, result=lambda loss: loss.item(),

@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from course_lib.checks import CheckFailed, check_climbs, check_reptile_update, check_self_check_05, solutions
+from course_lib.checks import check_climbs, check_reptile_update, check_self_check_05, solutions
 from course_lib.checks import maml as maml_checks
 from course_lib.data.episodes import Episodes
 from course_lib.meta import meta_loss, parameters
 from course_lib.meta.models import SinusoidMLP
 from course_lib.meta.sinusoid import sample_sinusoids
+from notebook_code import fails as _fails
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "05_meta_learning_maml.ipynb"
 SEEDS = range(8)
@@ -50,15 +51,6 @@ def _sinusoid_problem(seed: int, n_tasks: int = 5) -> tuple:
     model = SinusoidMLP()
     tasks, _, _ = sample_sinusoids(n_tasks, 10, 10, torch.Generator().manual_seed(seed))
     return model, tasks
-
-
-def _fails(check, fn, *words: str) -> str:
-    with pytest.raises(CheckFailed) as failure:
-        check(fn)
-    message = str(failure.value)
-    for word in words:
-        assert word in message, message
-    return message
 
 
 # ---- the script's update, as the notebook reproduces it ----------------------------------------------

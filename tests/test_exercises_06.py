@@ -15,32 +15,15 @@ import pytest
 import torch
 
 from course_lib import assignments
-from course_lib.checks import (REGISTRY, CheckFailed, check_accuracy_ci95, check_protonet_logits, check_sample_episode,
-                               check_self_check_06, solutions)
+from course_lib.checks import (REGISTRY, check_accuracy_ci95, check_protonet_logits, check_sample_episode,
+                               check_self_check_06)
 from course_lib.checks import omniglot as omniglot_checks
 from course_lib.data import sample_episodes
 from course_lib.meta.protonet import protonet_logits as library_protonet_logits
 from course_lib.meta.train import mean_ci95
+from notebook_code import fails as _fails, worked as _worked
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_maml_omniglot.ipynb"
-
-
-def _worked(name: str):
-    """The function that exercise `name`'s worked solution (from the notebook, via solutions.json) defines."""
-    code = solutions.load()[name]
-    namespace = {"torch": torch, "math": math}
-    exec(code, namespace)
-    defined = [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)]
-    return namespace[defined[-1]]
-
-
-def _fails(check, fn, *words: str) -> str:
-    with pytest.raises(CheckFailed) as failure:
-        check(fn)
-    message = str(failure.value)
-    for word in words:
-        assert word in message, message
-    return message
 
 
 @pytest.fixture(autouse=True)
