@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib import assignments, checks
-from course_lib.checks import CheckFailed, autopsy
+from course_lib.checks import CheckFailed, autopsy, catches
 from course_lib.contrastive import losses
 
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "01_contrastive_loss_math.ipynb"
@@ -192,9 +192,9 @@ def test_catches_grades_which_inputs_expose_which_bug(test, missed):
 
 def test_the_bank_holds_both_kinds_and_its_correct_losses_are_correct():
     z = torch.randn(8, 5, generator=torch.Generator().manual_seed(1))
-    verdicts = [autopsy._verdict(make()) for _, make in autopsy._BANK]
+    verdicts = [catches._verdict(make()) for _, make in catches._BANK]
     assert 3 <= verdicts.count(False) and 10 <= verdicts.count(True)
-    for name, make in autopsy._BANK:
+    for name, make in catches._BANK:
         loss_fn = make()
-        if not autopsy._verdict(loss_fn):
+        if not catches._verdict(loss_fn):
             assert torch.allclose(loss_fn(z, 0.3), losses.nt_xent_reference(z, 0.3), rtol=1e-5), name

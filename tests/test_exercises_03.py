@@ -13,6 +13,7 @@ from torch import nn
 from course_lib import checks
 from course_lib.checks import run, solutions
 from course_lib.checks import simclr as simclr_checks
+from course_lib.checks import simclr_step as step_checks
 from course_lib.checks.framework import REGISTRY
 from course_lib.contrastive.losses import nt_xent
 from course_lib.optim import LARS
@@ -56,7 +57,7 @@ def _together(encoder, head, optimizer, x1, x2, temperature):
 
 @pytest.mark.parametrize("fn", [_step(), _together], ids=["views apart", "views together"])
 def test_right_steps_pass_on_many_seeds(fn):
-    wrapped = functools.partial(simclr_checks.run_steps, fn)  # what check_simclr_step hands the framework
+    wrapped = functools.partial(step_checks.run_steps, fn)  # what check_simclr_step hands the framework
     for seed in range(0, 400, 40):
         result = run(REGISTRY["simclr_step"], wrapped, seed=seed)
         assert result.passed, result.message
@@ -124,14 +125,14 @@ def test_a_learner_keeping_a_global_optimizer_state_is_caught():
 
 def test_reference_and_cases_are_deterministic_and_leave_the_global_rng_alone():
     state = torch.get_rng_state()
-    args = simclr_checks._step_case(2, 4, 0.5, "lars")(torch.Generator().manual_seed(0))
-    first = simclr_checks.run_steps(simclr_checks.reference_step, *args)
-    second = simclr_checks.run_steps(simclr_checks.reference_step, *args)
+    args = step_checks._step_case(2, 4, 0.5, "lars")(torch.Generator().manual_seed(0))
+    first = step_checks.run_steps(step_checks.reference_step, *args)
+    second = step_checks.run_steps(step_checks.reference_step, *args)
     assert first[0] == second[0] and torch.equal(first[1], second[1])
     assert torch.equal(torch.get_rng_state(), state)
     # A real step: the loss is informative (well below its chance value log(2N - 1)) and the parameters move.
     assert first[0] < math.log(2 * 4 - 1)
-    start = simclr_checks._parameters(*simclr_checks.tiny_models(args[0]))
+    start = step_checks._parameters(*step_checks.tiny_models(args[0]))
     assert not torch.allclose(first[1], start)
 
 

@@ -14,6 +14,7 @@ from torch.func import functional_call
 
 from course_lib.checks import check_climbs, check_reptile_update, check_self_check_05, solutions
 from course_lib.checks import maml as maml_checks
+from course_lib.checks import meta_updates
 from course_lib.data.episodes import Episodes
 from course_lib.meta import meta_loss, parameters
 from course_lib.meta.models import SinusoidMLP
@@ -62,8 +63,8 @@ def test_the_reproduced_script_update_raises_the_loss_it_should_lower(seed):
     ascent = _notebook_function("ascent_meta_update")
     for n_tasks in (1, 5):
         model, tasks = _sinusoid_problem(seed, n_tasks)
-        before = maml_checks.maml_objective(model, tasks, 0.01)
-        after = maml_checks.maml_objective(model, tasks, 0.01, ascent(model, tasks, 0.01, 0.01))
+        before = meta_updates.maml_objective(model, tasks, 0.01)
+        after = meta_updates.maml_objective(model, tasks, 0.01, ascent(model, tasks, 0.01, 0.01))
         assert after > before, (n_tasks, before, after)
 
 
@@ -71,7 +72,7 @@ def test_the_reproduction_is_the_banks_gradient_ascent_and_leaves_the_model_alon
     model, tasks = _sinusoid_problem(0)
     theta = {k: p.detach().clone() for k, p in model.named_parameters()}
     got = _notebook_function("ascent_meta_update")(model, tasks, 0.01, 0.01)
-    want = maml_checks.UPDATES["gradient ascent, theta + meta_lr * grad"][0](model, tasks, 0.01, 0.01)
+    want = meta_updates.UPDATES["gradient ascent, theta + meta_lr * grad"][0](model, tasks, 0.01, 0.01)
     for name in theta:
         torch.testing.assert_close(got[name], want[name])
         assert torch.equal(dict(model.named_parameters())[name], theta[name])
@@ -82,8 +83,8 @@ def test_the_worked_fix_descends():
     descent = _worked("climbs", "descent_meta_update")
     for seed in SEEDS:
         model, tasks = _sinusoid_problem(seed)
-        before = maml_checks.maml_objective(model, tasks, 0.01)
-        assert maml_checks.maml_objective(model, tasks, 0.01, descent(model, tasks, 0.01, 0.01)) < before
+        before = meta_updates.maml_objective(model, tasks, 0.01)
+        assert meta_updates.maml_objective(model, tasks, 0.01, descent(model, tasks, 0.01, 0.01)) < before
 
 
 # ---- the bank of updates behind check_climbs -----------------------------------------------------
@@ -91,16 +92,16 @@ def test_the_worked_fix_descends():
 
 @pytest.mark.parametrize("seed", range(40))
 def test_on_tasks_pulling_apart_every_wrong_update_climbs_and_every_right_one_descends(seed):
-    found = maml_checks._climbs_reference(*maml_checks.pulling_apart(torch.Generator().manual_seed(seed)))
-    for name, (_, right) in maml_checks.UPDATES.items():
+    found = meta_updates._climbs_reference(*meta_updates.pulling_apart(torch.Generator().manual_seed(seed)))
+    for name, (_, right) in meta_updates.UPDATES.items():
         before, after = found[name]
         assert (after > before) == (not right), (name, before, after)
-        assert not maml_checks._undecided(before, after), name
+        assert not meta_updates._undecided(before, after), name
 
 
 def test_on_sinusoid_batches_ascent_climbs_and_maml_descends():
     for seed in SEEDS:
-        found = maml_checks._climbs_reference(*maml_checks._sinusoid_case(5)(torch.Generator().manual_seed(seed)))
+        found = meta_updates._climbs_reference(*meta_updates._sinusoid_case(5)(torch.Generator().manual_seed(seed)))
         before, after = found["gradient ascent, theta + meta_lr * grad"]
         assert after > before
         for name in ("MAML, theta - meta_lr * grad", "first-order MAML, theta - meta_lr * (query gradient at theta')"):

@@ -17,6 +17,7 @@ import torch
 from course_lib import assignments
 from course_lib.checks import (REGISTRY, check_accuracy_ci95, check_protonet_logits, check_sample_episode,
                                check_self_check_06)
+from course_lib.checks import episodes as episode_checks
 from course_lib.checks import omniglot as omniglot_checks
 from course_lib.data import sample_episodes
 from course_lib.meta.protonet import protonet_logits as library_protonet_logits
@@ -63,11 +64,11 @@ def _episode(images, n_way, k_shot, n_query, generator, *, chars=None, picks=Non
 
 
 def test_episode_reference_is_one_task_of_the_librarys_sampler():
-    images = omniglot_checks._labelled_images(30, 20, 4)
-    got = omniglot_checks._library_episode(images, 5, 2, 3, torch.Generator().manual_seed(1))
+    images = episode_checks._labelled_images(30, 20, 4)
+    got = episode_checks._library_episode(images, 5, 2, 3, torch.Generator().manual_seed(1))
     want = sample_episodes(images, 5, 2, 3, 1, generator=torch.Generator().manual_seed(1))
     assert all(torch.equal(g, w[0]) for g, w in zip(got, want))
-    assert omniglot_checks._episode_problem(got, got) is None  # the library's episode has every property
+    assert episode_checks._episode_problem(got, got) is None  # the library's episode has every property
 
 
 def test_episode_from_the_global_generator_is_not_reproducible():

@@ -121,11 +121,10 @@ def crop_params_from_uniforms(u_attempts: torch.Tensor, u_pos: torch.Tensor, hei
                               scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
     """torchvision's RandomResizedCrop rule, for a batch, given its uniform random numbers.
 
-    u_attempts: (B, A, 2) uniforms in [0, 1): (area, log-ratio) for each of A attempts (sizes by
-    `crop_sizes_from_uniforms`); u_pos: (B, 2) uniforms for the (top, left) position. Returns (B, 4)
-    int64 boxes (top, left, h, w). Per image: the first attempt whose rounded box fits the image wins;
-    if none does, the fallback is the central crop with the aspect ratio clamped to `ratio` (the whole
-    image when it fits). Everything stays on the uniforms' device.
+    u_attempts: (B, A, 2) uniforms for the attempts' sizes (`crop_sizes_from_uniforms`); u_pos: (B, 2) for
+    the (top, left) position. Returns (B, 4) int64 boxes (top, left, h, w): per image, the first attempt that
+    fits wins; if none does, the central crop with the aspect ratio clamped to `ratio` (the whole image when
+    it fits). Everything stays on the uniforms' device.
     """
     wide = wide_dtype(u_attempts.device)
     h, w, ok = crop_sizes_from_uniforms(u_attempts, height, width, scale, ratio)  # (B, A) each
@@ -298,5 +297,4 @@ def reference_views(x: torch.Tensor, config: ViewConfig = ViewConfig(), generato
 
 __all__ = ["ViewConfig", "check_images", "simclr_views", "reference_views", "reference_transform", "draw_view_params",
            "apply_view_params", "random_resized_crop_params", "crop_params_from_uniforms", "crop_sizes_from_uniforms",
-           "batched_flip",
-           "crop_flip_grid"]
+           "batched_flip", "crop_flip_grid"]
