@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -290,6 +291,27 @@ def test_every_stub_keeps_a_docstring_with_shapes_or_a_format(path, fresh_build)
         else:
             assert text.lstrip().startswith("#") and "=" in text.split("\n")[0], (
                 f"{path.name} exercise {name!r}: an answer cell should open with a comment showing the format")
+
+
+LESSONS = [p for p in NOTEBOOKS if p.name[:2] != "00"]
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_every_lesson_ends_with_summary_next_reading_and_a_checked_self_check(path):
+    """What a course has around its lessons, in this order, and a learner-facing text free of the project's
+    process (its issues, trackers or work sessions)."""
+    nb = assignments.read(path)
+    markdown = "\n".join(assignments._source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    where = [markdown.find(h) for h in ("## Summary", "**Next:**", "## Further reading", "## Self-check")]
+    assert -1 not in where and where == sorted(where), f"{path.name}: headings found at {where}"
+    number = int(path.name[:2])
+    if number < 7:
+        pointer = markdown[where[1]:where[2]]
+        assert f"{number + 1:02d}" in pointer or f"notebook {number + 1:02d}" in pointer, pointer
+    grade_ids = [assignments._nbgrader(c).get("grade_id") for c in nb["cells"]]
+    name = f"self_check_{number:02d}"
+    assert name in grade_ids and grade_ids.index(f"check_{name}") == grade_ids.index(name) + 1
+    assert not re.search(r"\bissues?\b|tracker|\bsessions?\b", markdown.lower()), f"{path.name} speaks of the process"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 from course_lib import checks
 from course_lib.checks import views as views_checks
 from course_lib.contrastive.views import batched_flip, crop_params_from_uniforms, crop_sizes_from_uniforms
-from notebook_code import fails as _fails, worked as _worked
+from notebook_code import fails as _fails
 
 OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
 
@@ -75,12 +75,6 @@ def test_fallback_area_fraction_is_torchvisions():
                                       ("batched_colour_jitter", views_checks._colour_jitter_reference)])
 def test_the_librarys_own_function_passes(name, fn, capsys):
     getattr(checks, f"check_{name}")(fn)
-    assert capsys.readouterr().out.startswith(f"✓ {name}:")
-
-
-@pytest.mark.parametrize("name", ["crop_sizes", "batched_flip", "batched_colour_jitter"])
-def test_the_notebooks_worked_solution_passes(name, capsys):
-    getattr(checks, f"check_{name}")(_worked(name))
     assert capsys.readouterr().out.startswith(f"✓ {name}:")
 
 

@@ -5,10 +5,8 @@ version; the self-check's computed answer is right."""
 from __future__ import annotations
 
 import ast
-import json
 import math
 import random
-import re
 from pathlib import Path
 
 import pytest
@@ -242,14 +240,3 @@ def test_student_version_imports_no_reference_before_its_exercise():
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     imported = {alias.asname or alias.name for alias in node.names}
                     assert not imported & set(refs), f"{name}: {imported & set(refs)} imported before the exercise"
-
-
-def test_notebook_ends_with_summary_reading_and_self_check():
-    cells = assignments.read(NOTEBOOK)["cells"]
-    headings = [assignments._source(c).split("\n")[0] for c in cells if c["cell_type"] == "markdown"]
-    assert headings[-3:] == ["## Summary", "## Further reading", "## Self-check"]
-    summary = next(assignments._source(c) for c in cells if assignments._source(c).startswith("## Summary"))
-    assert "**Next:** notebook 07" in summary
-    assert [assignments._nbgrader(c).get("grade_id") for c in cells[-2:]] == ["self_check_06", "check_self_check_06"]
-    text = json.dumps([assignments._source(c) for c in cells]).lower()
-    assert not re.search(r"\bissues?\b|tracker|session", text)
