@@ -10,7 +10,8 @@ The instructor notebooks in notebooks/ hold the solutions between nbgrader's own
 in cells whose metadata says `{"nbgrader": {"solution": true, "grade_id": "<exercise>", ...}}`, so nbgrader
 can use the notebooks as they are, without being a dependency of the kit. `build` writes a student version
 of each notebook, each solution replaced by a stub that raises NotImplementedError and points to
-`hint("<exercise>")` (the check cells stay, locked, so a learner or a grading server runs them), and the
+`hint("<exercise>")` (the check cells stay, locked, so a learner or a grading server runs them; exercise
+cells are tagged so that Run All continues past an unsolved one), and the
 worked solutions file that `solution(name)` prints: {exercise: its solution cell without the two marker
 lines}, as JSON. The notebooks are the one source of both. The course's markdown pages beside the
 notebooks (the glossary) are copied unchanged, so that links to them work from either folder.
@@ -27,15 +28,17 @@ folder, never to this file, so an installed package writes nothing into site-pac
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import re
 import sys
 from pathlib import Path
 
-from course_lib.checkpoint import atomic_write
+from course_lib.ipynb import clear_outputs, dumps, nbgrader, read, source, write
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+# JupyterLab's Run All (and nbclient) continue past an error in a cell with this tag, so that an unsolved
+# exercise does not hide the rest of the notebook; a grader still scores the failing check cell 0.
+CONTINUE_TAG = "raises-exception"
 MARKDOWN_STUB = "_Write your answer here._"
 GENERATED = "course_lib_student_version"  # notebook metadata key: this file was written by `build`
 # Defaults of the command line, relative to the current folder (a repository checkout's root).
@@ -50,15 +53,6 @@ class AssignmentError(ValueError):
 def code_stub(exercise: str) -> str:
     return (f'raise NotImplementedError("Exercise \'{exercise}\': replace this line with your code. '
             f'Stuck? Run hint(\'{exercise}\'); solution(\'{exercise}\') shows one way to do it.")')
-
-
-def _source(cell: dict) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
-def _nbgrader(cell: dict) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
 
 
 def solution_blocks(text: str) -> list[tuple[int, int]]:
@@ -93,7 +87,7 @@ def strip_solution(text: str, exercise: str, markdown: bool = False) -> str:
 def _exercise_of(cell: dict, where: str) -> str | None:
     """The exercise a solution cell answers (its grade_id), None for any other cell; raises when the
     markers and the nbgrader metadata disagree."""
-    text, meta = _source(cell), _nbgrader(cell)
+    text, meta = source(cell), nbgrader(cell)
     has_markers = bool(solution_blocks(text)) if (BEGIN in text or END in text) else False
     if has_markers and not meta.get("solution"):
         raise AssignmentError(f"{where} has solution markers but no nbgrader metadata with solution: true.")
@@ -107,13 +101,35 @@ def _exercise_of(cell: dict, where: str) -> str | None:
     return exercise
 
 
+def continue_past(cell: dict) -> None:
+    """Tag an exercise's solution or check cell so that Run All goes on past it when it fails."""
+    meta = nbgrader(cell)
+    if meta.get("solution") or meta.get("grade"):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if CONTINUE_TAG not in tags:
+            tags.append(CONTINUE_TAG)
+
+
+def lock(cell: dict) -> None:
+    """Lock a cell as nbgrader's release does: a check cell can be neither edited nor deleted, a solution
+    cell not deleted (JupyterLab honours both keys)."""
+    meta = nbgrader(cell)
+    if meta.get("grade") and not meta.get("solution"):
+        cell["metadata"].update(editable=False, deletable=False)
+    elif meta.get("solution"):
+        cell["metadata"]["deletable"] = False
+
+
 def student_notebook(nb: dict, name: str = "notebook") -> dict:
-    """A student version of notebook `nb` (a parsed .ipynb): solutions stubbed, outputs cleared."""
+    """A student version of notebook `nb` (a parsed .ipynb): solutions stubbed, outputs cleared, exercise
+    cells locked and tagged so that Run All continues past an unsolved one."""
     nb = clear_outputs(nb)
     for index, cell in enumerate(nb["cells"]):
         exercise = _exercise_of(cell, f"{name}, cell {index}")
         if exercise is not None:
-            cell["source"] = strip_solution(_source(cell), exercise, markdown=cell["cell_type"] == "markdown")
+            cell["source"] = strip_solution(source(cell), exercise, markdown=cell["cell_type"] == "markdown")
+        continue_past(cell)
+        lock(cell)
     nb.setdefault("metadata", {})[GENERATED] = {"source": name}
     return nb
 
@@ -128,7 +144,7 @@ def worked_solutions(nb: dict, name: str = "notebook") -> dict[str, str]:
         if exercise in found:
             raise AssignmentError(f"{name}, cell {index}: a second solution cell for exercise {exercise!r}; "
                                   "give each exercise one solution cell.")
-        lines = _source(cell).split("\n")
+        lines = source(cell).split("\n")
         found[exercise] = "\n".join(line for line in lines if line.strip() not in (BEGIN, END))
     return found
 
@@ -143,32 +159,6 @@ def solutions_json(source: Path) -> str:
                                       "and an earlier one); exercise names must be unique across the course.")
             found[exercise] = code
     return json.dumps(found, indent=1, ensure_ascii=False) + "\n"
-
-
-def clear_outputs(nb: dict) -> dict:
-    """A copy of `nb` without outputs, execution counts or execution timings."""
-    nb = copy.deepcopy(nb)
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
-        cell.get("metadata", {}).pop("execution", None)
-    return nb
-
-
-def read(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def write(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically: a run killed mid-write leaves the old file, never half of one
-    (this also rewrites the instructor notebooks, which hold the only copy of the solutions)."""
-    with atomic_write(path, "w", durable=False, encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-
-
-def dumps(nb: dict) -> str:
-    """The .ipynb text exactly as nbformat writes it, so files round-trip without diffs."""
-    return json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 
 def notebooks(source: Path) -> list[Path]:

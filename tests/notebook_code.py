@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import assignments
+from course_lib import ipynb
 from course_lib.checks import CheckFailed, solutions
 
 _DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
@@ -36,7 +36,7 @@ def namespace_before(nb: dict, index: int) -> dict:
     for cell in nb["cells"][:index]:
         if cell["cell_type"] != "code":
             continue
-        tree = ast.parse(assignments._source(cell))
+        tree = ast.parse(ipynb.source(cell))
         for node in tree.body:
             if isinstance(node, _DEFINITIONS):
                 try:

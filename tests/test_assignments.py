@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib import assignments, checkpoint
+from course_lib import assignments, checkpoint, ipynb
 from course_lib.assignments import BEGIN, END, AssignmentError
 from course_lib.checks import REGISTRY, CheckFailed
 from notebook_code import namespace_before
@@ -79,7 +79,7 @@ def _course(root: Path) -> Path:
     """A one-notebook course in root/notebooks; returns that folder."""
     src = root / "notebooks"
     src.mkdir(parents=True)
-    (src / "a.ipynb").write_text(assignments.dumps(_nb(_cell(SOLUTION, solution=True, grade_id="double"))))
+    (src / "a.ipynb").write_text(ipynb.dumps(_nb(_cell(SOLUTION, solution=True, grade_id="double"))))
     return src
 
 
@@ -88,7 +88,7 @@ def test_build_writes_removes_stale_and_detects_drift(tmp_path):
     dest, sols = src / "exercises", tmp_path / "solutions.json"
     dest.mkdir()
     stale = assignments.student_notebook(_nb(_cell("print(1)")), "gone.ipynb")  # its instructor version is gone
-    (dest / "gone.ipynb").write_text(assignments.dumps(stale))
+    (dest / "gone.ipynb").write_text(ipynb.dumps(stale))
     (dest / "mine.ipynb").write_text("{}")  # an instructor's own notebook in the folder: never deleted
     assert [p.name for p in assignments.build(src, dest, sols)] == ["a.ipynb", "solutions.json"]
     assert not (dest / "gone.ipynb").exists() and (dest / "mine.ipynb").read_text() == "{}"
@@ -156,7 +156,7 @@ def test_defaults_are_relative_to_the_current_folder(tmp_path, monkeypatch, caps
 
 def test_strip_clears_outputs_in_place(tmp_path):
     path = tmp_path / "a.ipynb"
-    path.write_text(assignments.dumps(_nb(_cell("print(1)"))))
+    path.write_text(ipynb.dumps(_nb(_cell("print(1)"))))
     assert assignments.strip_outputs(tmp_path) == [path]
     assert json.loads(path.read_text())["cells"][0]["outputs"] == []
     assert assignments.strip_outputs(tmp_path) == []
@@ -164,7 +164,7 @@ def test_strip_clears_outputs_in_place(tmp_path):
 
 def test_strip_rewrites_atomically_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "a.ipynb"
-    original = assignments.dumps(_nb(_cell("print(1)")))
+    original = ipynb.dumps(_nb(_cell("print(1)")))
     path.write_text(original)
     path.chmod(0o640)
 
@@ -204,7 +204,7 @@ def fresh_build(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_instructor_notebook_is_committed_without_outputs(path):
-    nb = assignments.read(path)
+    nb = ipynb.read(path)
     with_outputs = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])]
     assert not with_outputs, f"{path.name}: cells {with_outputs} have outputs; run `python -m course_lib.assignments strip`"
 
@@ -216,21 +216,21 @@ def _exercises(nb: dict) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_exercises_are_registered_and_followed_by_their_check(path):
-    nb = assignments.read(path)
+    nb = ipynb.read(path)
     for index, name in _exercises(nb):
         assert name in REGISTRY, f"{path.name} cell {index}: exercise {name!r} is not registered in course_lib.checks"
         nxt = nb["cells"][index + 1]
         meta = nxt.get("metadata", {}).get("nbgrader", {})
         assert meta.get("grade") and meta.get("locked") and meta.get("grade_id") == f"check_{name}", (
             f"{path.name} cell {index + 1} should be the locked, graded check cell of {name!r}")
-        assert f"check_{name}(" in assignments._source(nxt), f"{path.name} cell {index + 1} should call check_{name}(...)"
+        assert f"check_{name}(" in ipynb.source(nxt), f"{path.name} cell {index + 1} should call check_{name}(...)"
 
 
 def _solution_lines(nb: dict) -> tuple[set[str], str]:
     """Lines inside solution blocks that appear nowhere else in the instructor notebook, and that elsewhere."""
     inside, outside = set(), []
     for cell in nb["cells"]:
-        lines = assignments._source(cell).split("\n")
+        lines = ipynb.source(cell).split("\n")
         blocks = assignments.solution_blocks("\n".join(lines))
         marked = {k for b, e in blocks for k in range(b, e + 1)}
         inside |= {lines[k].strip() for k in marked if len(lines[k].strip()) > 3}
@@ -241,11 +241,27 @@ def _solution_lines(nb: dict) -> tuple[set[str], str]:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_solution_text_survives_in_the_student_version(path, fresh_build):
-    secret, _ = _solution_lines(assignments.read(path))
+    secret, _ = _solution_lines(ipynb.read(path))
     student = (fresh_build / path.name).read_text()
     leaked = sorted(line for line in secret if json.dumps(line)[1:-1] in student)
     assert BEGIN not in student and END not in student
     assert not leaked, f"{path.name}: solution lines survive in the student version: {leaked[:5]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_student_exercise_cells_are_locked_and_let_run_all_continue(path, fresh_build):
+    """Check cells read-only and undeletable, solution cells undeletable, both tagged so that JupyterLab's
+    Run All goes past an unsolved exercise; no other cell is tagged or locked."""
+    for index, cell in enumerate(ipynb.read(fresh_build / path.name)["cells"]):
+        meta, where = cell["metadata"], f"{path.name}, cell {index}"
+        grading = meta.get("nbgrader", {})
+        tagged = assignments.CONTINUE_TAG in meta.get("tags", [])
+        if grading.get("solution"):
+            assert tagged and meta.get("deletable") is False and "editable" not in meta, where
+        elif grading.get("grade"):
+            assert tagged and meta.get("deletable") is False and meta.get("editable") is False, where
+        else:
+            assert not tagged and "deletable" not in meta and "editable" not in meta, where
 
 
 def _imported(cells: list[dict]) -> set[str]:
@@ -254,7 +270,7 @@ def _imported(cells: list[dict]) -> set[str]:
     for cell in cells:
         if cell["cell_type"] != "code":
             continue
-        for node in ast.walk(ast.parse(assignments._source(cell))):
+        for node in ast.walk(ast.parse(ipynb.source(cell))):
             if isinstance(node, ast.Import):
                 found |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module:
@@ -266,7 +282,7 @@ def _imported(cells: list[dict]) -> set[str]:
 def test_no_exercise_reference_is_imported_before_its_exercise(path, fresh_build):
     """A learner should not be one attribute away from the answer: before an exercise, the student version
     imports neither the library function its check compares with nor that function's module."""
-    student = assignments.read(fresh_build / path.name)
+    student = ipynb.read(fresh_build / path.name)
     for index, name in _exercises(student):
         reference = REGISTRY[name].reference
         module, qualname = getattr(reference, "__module__", ""), getattr(reference, "__qualname__", "<lambda>")
@@ -281,9 +297,9 @@ def test_no_exercise_reference_is_imported_before_its_exercise(path, fresh_build
 def test_every_stub_keeps_a_docstring_with_shapes_or_a_format(path, fresh_build):
     """What the learner must write is stated in the stub: a function or class keeps its docstring (with the
     shapes of tensors, written as "(...)"), and an answer cell keeps the comment that shows the format."""
-    student = assignments.read(fresh_build / path.name)
+    student = ipynb.read(fresh_build / path.name)
     for index, name in _exercises(student):
-        text = assignments._source(student["cells"][index])
+        text = ipynb.source(student["cells"][index])
         definitions = [n for n in ast.parse(text).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
         if definitions:
             doc = ast.get_docstring(definitions[-1]) or ""
@@ -300,15 +316,15 @@ LESSONS = [p for p in NOTEBOOKS if p.name[:2] != "00"]
 def test_every_lesson_ends_with_summary_next_reading_and_a_checked_self_check(path):
     """What a course has around its lessons, in this order, and a learner-facing text free of the project's
     process (its issues, trackers or work sessions)."""
-    nb = assignments.read(path)
-    markdown = "\n".join(assignments._source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    nb = ipynb.read(path)
+    markdown = "\n".join(ipynb.source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
     where = [markdown.find(h) for h in ("## Summary", "**Next:**", "## Further reading", "## Self-check")]
     assert -1 not in where and where == sorted(where), f"{path.name}: headings found at {where}"
     number = int(path.name[:2])
     if number < 7:
         pointer = markdown[where[1]:where[2]]
         assert f"{number + 1:02d}" in pointer or f"notebook {number + 1:02d}" in pointer, pointer
-    grade_ids = [assignments._nbgrader(c).get("grade_id") for c in nb["cells"]]
+    grade_ids = [ipynb.nbgrader(c).get("grade_id") for c in nb["cells"]]
     name = f"self_check_{number:02d}"
     assert name in grade_ids and grade_ids.index(f"check_{name}") == grade_ids.index(name) + 1
     assert not re.search(r"\bissues?\b|tracker|\bsessions?\b", markdown.lower()), f"{path.name} speaks of the process"
@@ -316,16 +332,16 @@ def test_every_lesson_ends_with_summary_next_reading_and_a_checked_self_check(pa
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_student_check_fails_with_its_learner_facing_message(path, fresh_build):
-    student = assignments.read(fresh_build / path.name)
+    student = ipynb.read(fresh_build / path.name)
     for index, name in _exercises(student):
         namespace = namespace_before(student, index)
         try:
-            exec(assignments._source(student["cells"][index]), namespace)
+            exec(ipynb.source(student["cells"][index]), namespace)
         except NotImplementedError:
             pass  # a stub at the top level of the cell raises at once: that is the learner's prompt
         else:
             with pytest.raises(CheckFailed) as failure:
-                exec(assignments._source(student["cells"][index + 1]), namespace)
+                exec(ipynb.source(student["cells"][index + 1]), namespace)
             message = str(failure.value)
             assert "Not implemented yet" in message and f"hint('{name}')" in message, (
                 f"{path.name} exercise {name!r}: the student check should say it is not implemented yet, said: {message}")
@@ -379,7 +395,7 @@ def test_installed_package_builds_student_versions_outside_the_repository(tmp_pa
     student = sorted(p.name for p in (tmp_path / "ex").glob("*.ipynb"))
     assert student == [p.name for p in NOTEBOOKS]
     for path in NOTEBOOKS:
-        secret, _ = _solution_lines(assignments.read(path))
+        secret, _ = _solution_lines(ipynb.read(path))
         text = (tmp_path / "ex" / path.name).read_text()
         assert BEGIN not in text and not [line for line in secret if json.dumps(line)[1:-1] in text], path.name
     printed = _run([python, "-c", "from course_lib.checks import solution; solution('nt_xent')"], outside)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import assignments, checks
+from course_lib import assignments, checks, ipynb
 from course_lib.checks import CheckFailed, autopsy, catches
 from course_lib.contrastive import losses
 
@@ -24,7 +24,7 @@ NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "01_contrastive_loss_math.i
 
 
 def _notebook() -> dict:
-    return assignments.read(NOTEBOOK)
+    return ipynb.read(NOTEBOOK)
 
 
 def _seed_namespace() -> dict:
@@ -33,8 +33,8 @@ def _seed_namespace() -> dict:
     namespace = {"torch": torch, "F": F, "nn": nn, "math": math}
     exec("from course_lib.checks import *", namespace)
     for cell in _notebook()["cells"]:
-        if "seed" in cell.get("metadata", {}).get("tags", []) and "load_cifar10" not in assignments._source(cell):
-            exec(assignments._source(cell), namespace)
+        if "seed" in cell.get("metadata", {}).get("tags", []) and "load_cifar10" not in ipynb.source(cell):
+            exec(ipynb.source(cell), namespace)
     exec("from course_lib.contrastive.views import simclr_views", namespace)
     namespace["images"] = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8,
                                         generator=torch.Generator().manual_seed(0))
@@ -56,7 +56,7 @@ def _failure(namespace: dict, encoder: str, loss: str, optimizer: str) -> BaseEx
 
 
 def test_the_script_has_four_seed_cells_and_a_real_data_cell():
-    tagged = [assignments._source(c) for c in _notebook()["cells"] if "seed" in c.get("metadata", {}).get("tags", [])]
+    tagged = [ipynb.source(c) for c in _notebook()["cells"] if "seed" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 5 and "load_cifar10(\"test\")" in tagged[0]
 
 

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import assignments, checks
+from course_lib import assignments, checks, ipynb
 from course_lib.checks import CheckFailed, Case, Exercise, check, framework, hint, run, solution
-from course_lib.checks import loss_math, solutions
+from course_lib.checks import graded, loss_math, solutions
+from course_lib.checks.compare import compare_outputs
 from course_lib.contrastive import losses
 from course_lib.contrastive.losses import positive_index
 from notebook_code import namespace_before
@@ -62,10 +63,10 @@ def _message(ex, fn):
     return result.message
 
 
-def test_right_answer_passes(exercise, capsys):
-    result = check(exercise.name, right, seed=0)
-    assert result.passed and len(result.cases_run) == 3
+def test_right_answer_passes_and_returns_nothing_a_grader_would_read_as_partial_credit(exercise, capsys):
+    assert check(exercise.name, right, seed=0) is None
     assert capsys.readouterr().out.startswith(f"✓ {exercise.name}: 3 cases passed")
+    assert len(run(exercise, right, seed=0).cases_run) == 3
 
 
 def test_wrong_shape(exercise):
@@ -100,22 +101,22 @@ def test_non_finite_output(exercise):
 def test_non_finite_reference_values_must_be_matched_exactly(got):
     """A masked logit (-inf) in the reference: NaN, +inf or a finite number there is wrong, not "within tolerance"."""
     want = torch.tensor([float("-inf"), 1.0])
-    message = framework.compare_outputs(torch.tensor([got, 1.0]), want, rtol=1e-4, atol=1e-5)
+    message = compare_outputs(torch.tensor([got, 1.0]), want, rtol=1e-4, atol=1e-5)
     assert message is not None and "wrong values at index (0,)" in message and "same value" in message
-    assert framework.compare_outputs(want.clone(), want, rtol=1e-4, atol=1e-5) is None
+    assert compare_outputs(want.clone(), want, rtol=1e-4, atol=1e-5) is None
     nan = torch.tensor([float("nan"), 2.0])
-    assert framework.compare_outputs(nan.clone(), nan, rtol=1e-4, atol=1e-5) is None
+    assert compare_outputs(nan.clone(), nan, rtol=1e-4, atol=1e-5) is None
 
 
 @pytest.mark.parametrize("got,want", [(float("nan"), 1.0), (float("-inf"), float("inf")), (1.1, 1.0),
                                       (torch.tensor(float("nan")), 0.5)])
 def test_a_wrong_or_nan_number_fails_a_float_comparison(got, want):
-    assert "wrong value" in framework.compare_outputs(got, want, rtol=1e-4, atol=1e-5)
+    assert "wrong value" in compare_outputs(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_a_number_within_tolerance_passes():
-    assert framework.compare_outputs(1.0 + 1e-6, 1.0, rtol=1e-4, atol=1e-5) is None
-    assert framework.compare_outputs(float("inf"), float("inf"), rtol=1e-4, atol=1e-5) is None
+    assert compare_outputs(1.0 + 1e-6, 1.0, rtol=1e-4, atol=1e-5) is None
+    assert compare_outputs(float("inf"), float("inf"), rtol=1e-4, atol=1e-5) is None
 
 
 def test_stub_on_a_raises_case_is_not_implemented_even_when_runtimeerror_is_expected():
@@ -223,12 +224,12 @@ def test_solution_prints_the_worked_solution_from_the_solutions_file(exercise, t
     assert text.startswith("def softplus(x):") and capsys.readouterr().out == text + "\n"
 
 
-def test_solution_says_when_this_installation_has_none(exercise, tmp_path, monkeypatch):
+def test_solution_says_when_this_installation_has_none(exercise, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(solutions, "SOLUTIONS_FILE", tmp_path / "missing.json")
-    assert "not available in this installation" in solution(exercise.name)
+    assert solution(exercise.name) == "" and "not available in this installation" in capsys.readouterr().out
     (tmp_path / "old.json").write_text("{}")
     monkeypatch.setattr(solutions, "SOLUTIONS_FILE", tmp_path / "old.json")
-    assert "No worked solution for '_test_softplus'" in solution(exercise.name)
+    assert solution(exercise.name) == "" and "No worked solution for '_test_softplus'" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("call", [lambda: hint("nope"), lambda: solution("nope"), lambda: check("nope", abs)],
@@ -246,8 +247,8 @@ def _notebook_exercises() -> list[tuple[Path, str, str, str]]:
     """(notebook, exercise, worked solution without markers, its check cell) for every instructor notebook."""
     found = []
     for path in NOTEBOOKS:
-        nb = assignments.read(path)
-        check_cells = {assignments._nbgrader(c).get("grade_id"): assignments._source(c) for c in nb["cells"]}
+        nb = ipynb.read(path)
+        check_cells = {ipynb.nbgrader(c).get("grade_id"): ipynb.source(c) for c in nb["cells"]}
         for name, code in assignments.worked_solutions(nb, path.name).items():
             found.append((path, name, code, check_cells.get(f"check_{name}", "")))
     return found
@@ -258,12 +259,14 @@ NOTEBOOK_EXERCISES = _notebook_exercises()
 
 @pytest.mark.parametrize("path,name,code,check_cell", NOTEBOOK_EXERCISES,
                          ids=[f"{p.stem[:2]}-{n}" for p, n, _, _ in NOTEBOOK_EXERCISES])
-def test_worked_solution_in_the_notebook_passes_its_check_cell(path, name, code, check_cell):
-    """The notebook's own solution cell, then its check cell: a broken worked solution fails here."""
+def test_worked_solution_in_the_notebook_passes_its_check_cell(path, name, code, check_cell, monkeypatch):
+    """The notebook's own solution cell, then its check cell: a broken worked solution fails here. Run in
+    graded mode, so that a worked solution that uses the library's own answer would fail too."""
+    monkeypatch.setattr(graded, "ACTIVE", True)
     assert f"check_{name}(" in check_cell, f"{path.name}: no check cell with grade_id check_{name}"
     random.seed(f"{path.name}:{name}")  # the check's random cases, reproducibly
-    nb = assignments.read(path)
-    index = next(i for i, c in enumerate(nb["cells"]) if assignments._nbgrader(c).get("grade_id") == name)
+    nb = ipynb.read(path)
+    index = next(i for i, c in enumerate(nb["cells"]) if ipynb.nbgrader(c).get("grade_id") == name)
     namespace, out = namespace_before(nb, index), io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, f"{path.name}:{name}", "exec"), namespace)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_lib import assignments
+from course_lib import assignments, ipynb
 from course_lib.checks import (REGISTRY, check_accuracy_ci95, check_protonet_logits, check_sample_episode,
                                check_self_check_06)
 from course_lib.checks import episodes as episode_checks
@@ -40,7 +40,7 @@ def test_worked_solution_passes_for_many_seeds(name, check):
     fn = _worked(name)
     for seed in range(8):
         random.seed(seed)
-        assert check(fn).passed
+        check(fn)  # raises CheckFailed on a failure
 
 
 # ---- sample_episode ----------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_ci95_one_task_and_bad_outputs():
 
 def test_self_check_answers_and_feedback(capsys):
     assert omniglot_checks.check_self_check_06.__name__ == "check_self_check_06"
-    assert check_self_check_06({1: 100 * 1.96 * 0.05 / math.sqrt(600), 2: "b", 3: "c", 4: "b"}).passed
+    check_self_check_06({1: 100 * 1.96 * 0.05 / math.sqrt(600), 2: "b", 3: "c", 4: "b"})
     assert "0.4 points" in capsys.readouterr().out
     message = _fails(check_self_check_06, {1: 0.0049, 2: "a", 3: "c", 4: "b"}, "2 of 4 not right yet")
     assert "percentage points" in message and "no running averages" in message
@@ -228,12 +228,12 @@ REFERENCES = {"sample_episode": ("episode_sampler", "sample_episodes"),
 
 
 def test_student_version_imports_no_reference_before_its_exercise():
-    student = assignments.student_notebook(assignments.read(NOTEBOOK), NOTEBOOK.name)
+    student = assignments.student_notebook(ipynb.read(NOTEBOOK), NOTEBOOK.name)
     cells = student["cells"]
     for name, refs in REFERENCES.items():
-        index = next(i for i, c in enumerate(cells) if assignments._nbgrader(c).get("grade_id") == name)
+        index = next(i for i, c in enumerate(cells) if ipynb.nbgrader(c).get("grade_id") == name)
         for cell in cells[:index]:
-            text = assignments._source(cell)
+            text = ipynb.source(cell)
             if cell["cell_type"] != "code":
                 continue
             for node in ast.walk(ast.parse(text)):

@@ -218,7 +218,7 @@ for _exercise in [
         "Print expanded.shape: it is (2N, 2N, D). What does .t() do, and on how many dimensions?",
         ".t() transposes a matrix (2 dimensions). To pair every (i, k), swap the first two axes of the 3-D "
         "tensor: expanded.transpose(0, 1), then cosine similarity over dim=2 gives the (2N, 2N) matrix.",
-    ]),
+    ], library=(losses.nt_xent, losses.nt_xent_reference)),
     Exercise("fix_optimizer", _sgd_by_hand, [
         Case("5 steps, lr 0.1", lambda g: (int(torch.randint(1000, (1,), generator=g)), 5, 0.1, False)),
         Case("1 step, lr 0.5", lambda g: (int(torch.randint(1000, (1,), generator=g)), 1, 0.5, False)),

@@ -142,6 +142,7 @@ register(Exercise(
         "by class; before drawing, raise ValueError when n_way > C or k_shot + n_query > D.",
     ],
     compare=_compare_episodes,
+    library=(sample_episodes,),
 ))
 
 

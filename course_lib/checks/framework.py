@@ -13,14 +13,20 @@ whose message Jupyter shows as one paragraph instead of a traceback, and which n
 
 from __future__ import annotations
 
-import math
+import contextlib
+import inspect
+import io
 import os
 import random
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+
+from course_lib.checks import graded
+from course_lib.checks.compare import compare_outputs, flatten
 
 # Frames from inside the kit (course_lib/) or torch are not the learner's code.
 _KIT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -59,6 +65,17 @@ class Exercise:
     # Explains a failure that no single case can see (state kept across calls, a sign flip): called
     # with the learner's function and a generator after a case fails; returns a sentence or None.
     diagnose: Callable[[Callable, torch.Generator], str | None] | None = None
+    # The library's own implementations of what the exercise asks for (functions, classes, partials): in
+    # graded mode a learner's code that calls one fails. The reference counts too when it is a library
+    # function (not a partial, a lambda or a helper private to the checks).
+    library: Sequence[Any] = ()
+
+    def forbidden_code(self) -> dict:
+        """{code object: name} that a learner's code must not enter in graded mode (see graded.py)."""
+        ref = self.reference
+        own = (inspect.isfunction(ref) and ref.__name__ != "<lambda>"
+               and not ref.__module__.startswith("course_lib.checks"))
+        return graded.library_code([*self.library, *([ref] if own else [])])
 
 
 @dataclass
@@ -107,63 +124,6 @@ def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{_learner_frame(exc)}"
 
 
-def _flatten(out: Any) -> list:
-    return list(out) if isinstance(out, (tuple, list)) else [out]
-
-
-def compare_outputs(got: Any, want: Any, rtol: float, atol: float) -> str | None:
-    """None if `got` matches `want`, else a sentence saying how it differs."""
-    # A single expected value is compared as one item, so a learner's list gets "returned a list".
-    want_items = _flatten(want)
-    got_items = _flatten(got) if isinstance(want, (tuple, list)) else [got]
-    if len(got_items) != len(want_items):
-        return f"returned {len(got_items)} value(s), expected {len(want_items)}."
-    for k, (g, w) in enumerate(zip(got_items, want_items)):
-        where = f"output {k}: " if len(want_items) > 1 else ""
-        if isinstance(w, torch.Tensor):
-            if not isinstance(g, torch.Tensor):
-                return f"{where}returned a {type(g).__name__}, expected a torch.Tensor of shape {tuple(w.shape)}."
-            if g.shape != w.shape:
-                return f"{where}wrong shape: got {tuple(g.shape)}, expected {tuple(w.shape)}."
-            if g.dtype != w.dtype:
-                return f"{where}wrong dtype: got {g.dtype}, expected {w.dtype}."
-            if w.is_floating_point():
-                gd, wd = g.detach().double(), w.detach().double()
-                w_finite = torch.isfinite(wd)
-                if (w_finite & ~torch.isfinite(gd)).any():
-                    return f"{where}contains NaN or inf where the reference is finite (often an unstable exp or a log of 0)."
-                # Where the reference itself is inf or NaN (a masked logit, say), only the same value matches:
-                # a difference there is inf or NaN, which no tolerance comparison would flag.
-                same = (gd == wd) | (torch.isnan(gd) & torch.isnan(wd))
-                odd = ~w_finite & ~same
-                if odd.any():
-                    idx = tuple(int(i) for i in odd.nonzero()[0])
-                    return (f"{where}wrong values at index {idx}: got {gd[idx].item()}, expected {wd[idx].item()} "
-                            "(where the reference is inf or NaN, the same value is expected).")
-                diff = torch.where(w_finite, (gd - wd).abs(), 0.0)
-                bound = atol + rtol * torch.where(w_finite, wd.abs(), 0.0)
-                if (diff > bound).any():
-                    idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)) if diff.dim() else ()
-                    at = f" at index {idx}" if idx else ""
-                    return (f"{where}wrong values: largest difference {diff.max().item():.3g}{at} "
-                            f"(got {gd[idx].item():.6g}, expected {wd[idx].item():.6g}).")
-            elif not torch.equal(g, w):
-                wrong = (g != w).nonzero()[:3].tolist()
-                return f"{where}wrong values at indices {wrong} (got {g[tuple(wrong[0])].item()}, expected {w[tuple(wrong[0])].item()})."
-        elif isinstance(w, float):
-            if not isinstance(g, (int, float)) and not (isinstance(g, torch.Tensor) and g.numel() == 1):
-                return f"{where}returned a {type(g).__name__}, expected a number."
-            value = float(g)
-            # Written so that NaN fails: every comparison with NaN is False.
-            close = value == w or (math.isnan(value) and math.isnan(w)) or (
-                math.isfinite(w) and abs(value - w) <= atol + rtol * abs(w))
-            if not close:
-                return f"{where}wrong value: got {value:.6g}, expected {w:.6g}."
-        elif g != w:
-            return f"{where}got {g!r}, expected {w!r}."
-    return None
-
-
 def _clone_inputs(args: tuple, grad: bool) -> tuple:
     out = []
     for a in args:
@@ -179,7 +139,7 @@ def _gradients(fn: Callable, args: tuple, weights_seed: int) -> tuple[Any, list]
     """Output of fn(*args) and the gradient of <output, random weights> w.r.t. each floating input."""
     out = fn(*args)
     leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
-    tensors = [o for o in _flatten(out) if isinstance(o, torch.Tensor) and o.is_floating_point()]
+    tensors = [o for o in flatten(out) if isinstance(o, torch.Tensor) and o.is_floating_point()]
     # No input to differentiate (e.g. the output depends only on a model's own parameters): nothing to compare.
     if not leaves or not any(t.requires_grad for t in tensors):
         return out, [None] * len(leaves)
@@ -200,6 +160,12 @@ def _diagnosis(exercise: Exercise, learner_fn: Callable, seed: int) -> str:
     return f" {text}" if text else ""
 
 
+def _not_implemented(exc: NotImplementedError) -> str:
+    # A stub from a grader's release (nbgrader's `raise NotImplementedError()`) says nothing itself.
+    said = str(exc) or "the stub still raises NotImplementedError: replace that line with your code."
+    return f"Not implemented yet: {said}"
+
+
 def run(exercise: Exercise, learner_fn: Callable, seed: int | None = None) -> Result:
     """Run every case of `exercise` on `learner_fn`; stop at the first failure."""
     if not callable(learner_fn):
@@ -214,8 +180,10 @@ def run(exercise: Exercise, learner_fn: Callable, seed: int | None = None) -> Re
             try:
                 learner_fn(*_clone_inputs(args, False))
             # A stub first: NotImplementedError is a RuntimeError, so `raises=RuntimeError` would accept it.
+            except graded.ReferenceCalled as exc:
+                return Result(exercise.name, False, str(exc), done)
             except NotImplementedError as exc:
-                return Result(exercise.name, False, f"Not implemented yet: {exc}", done)
+                return Result(exercise.name, False, _not_implemented(exc), done)
             except case.raises:
                 done.append(case.name)
                 continue
@@ -228,8 +196,10 @@ def run(exercise: Exercise, learner_fn: Callable, seed: int | None = None) -> Re
         want, want_grads = _gradients(exercise.reference, _clone_inputs(args, case.grad), seed)
         try:
             got, got_grads = _gradients(learner_fn, _clone_inputs(args, case.grad), seed)
+        except graded.ReferenceCalled as exc:
+            return Result(exercise.name, False, str(exc), done)
         except NotImplementedError as exc:
-            return Result(exercise.name, False, f"Not implemented yet: {exc}", done)
+            return Result(exercise.name, False, _not_implemented(exc), done)
         except Exception as exc:  # noqa: BLE001
             return Result(exercise.name, False, f"{prefix}: your function raised {_describe_exception(exc)}."
                           f"{_diagnosis(exercise, learner_fn, seed)}", done)
@@ -274,16 +244,43 @@ def _install_ipython_handler() -> None:
     shell._course_check_handler = True
 
 
-def check(name: str, learner_fn: Callable, seed: int | None = None) -> Result:
-    """Run exercise `name`; print a success line, or raise CheckFailed with the specific problem."""
-    result = run(find_exercise(name), learner_fn, seed)
+@contextlib.contextmanager
+def _quiet_stderr(notes: list[str]):
+    """Collect warnings and anything written to stderr into `notes` instead of letting them out.
+
+    A grader (nbgrader) scores a check cell 0 when it writes to stderr, even if the check passed; so the
+    check reports warnings itself, on stdout, after its verdict.
+    """
+    stderr = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(stderr):
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        note = f"{w.category.__name__}: {w.message} ({os.path.basename(w.filename)}, line {w.lineno})"
+        if note not in notes:
+            notes.append(note)
+    notes += [line for line in stderr.getvalue().splitlines() if line.strip()]
+
+
+def check(name: str, learner_fn: Callable, seed: int | None = None) -> None:
+    """Run exercise `name`; print a success line, or raise CheckFailed with the specific problem.
+
+    Returns None: a grader reads a check cell's value as partial credit, and a learner sees the line once.
+    """
+    exercise = find_exercise(name)
+    if graded.ACTIVE:
+        learner_fn = graded.watch(learner_fn, name, exercise.forbidden_code())
+    notes: list[str] = []
+    with _quiet_stderr(notes):
+        result = run(exercise, learner_fn, seed)
+    seen = "".join(f"\n  (seen while checking: {note})" for note in notes)
     if result.passed:
-        print(f"✓ {name}: {result.message}")
-        return result
+        print(f"✓ {name}: {result.message}{seen}")
+        return
     _install_ipython_handler()
     # A stub's own message already points to the hint; say it once.
     tip = "" if f"hint('{name}')" in result.message else f" Stuck? hint('{name}') gives a hint."
-    raise CheckFailed(f"{name}: {result.message}{tip}")
+    raise CheckFailed(f"{name}: {result.message}{tip}{seen}")
 
 
 def hint(name: str) -> str:
@@ -294,7 +291,7 @@ def hint(name: str) -> str:
     _hints_shown[name] = shown + 1
     more = "" if k == len(hints) - 1 else f" Call hint('{name}') again for the next one."
     text = f"Hint {k + 1} of {len(hints)} for {name}: {hints[k]}{more}"
-    if k == len(hints) - 1:
+    if k == len(hints) - 1 and not graded.ACTIVE:
         text += f" Still stuck? solution('{name}') shows a worked solution."
     print(text)
     return text

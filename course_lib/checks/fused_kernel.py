@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from course_lib.checks.framework import Case, Exercise, check, compare_outputs, register
+from course_lib.checks.compare import compare_outputs
+from course_lib.checks.framework import Case, Exercise, check, register
 from course_lib.checks.quiz import Choice, Number, self_check
-from course_lib.kernels.nt_xent import negatives_logsumexp_reference  # plain torch: Triton is not imported
+from course_lib.kernels.nt_xent import NegativesLogSumExp, negatives_logsumexp_reference  # plain torch: Triton is not imported
 
 
 def online_logsumexp_reference(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -193,6 +194,7 @@ register(Exercise(
     ],
     rtol=1e-4, atol=1e-5,
     diagnose=_diagnose_blocked,
+    library=(negatives_logsumexp_reference, NegativesLogSumExp),
 ))
 
 
@@ -231,6 +233,7 @@ register(Exercise(
         "With w = dlse[:, None] * p, that is (w + w.T) @ zn / t.",
     ],
     rtol=1e-4, atol=1e-6,
+    library=(negatives_logsumexp_reference, NegativesLogSumExp),
 ))
 
 

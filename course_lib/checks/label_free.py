@@ -13,8 +13,10 @@ import torch
 
 from course_lib.checks.framework import Case, Exercise, check, register
 from course_lib.checks.quiz import Choice, Number, self_check
-from course_lib.contrastive.losses import nt_xent_reference, supcon
-from course_lib.meta.protonet import protonet_logits
+from course_lib.contrastive.losses import nt_xent, nt_xent_reference, supcon
+from course_lib.kernels.nt_xent import nt_xent_fused
+from course_lib.meta.protonet import protonet_logits, prototypes
+from course_lib.meta.umtra import umtra_episodes, umtra_sampler
 
 # ---------------------------------------------------------------- nt_xent_as_episodes
 
@@ -41,6 +43,7 @@ register(Exercise(
         "2N episodes' losses, and partner = (torch.arange(2N) + N) % (2N).",
     ],
     rtol=1e-6, atol=1e-8,
+    library=(nt_xent, nt_xent_fused),
 ))
 
 
@@ -77,6 +80,7 @@ register(Exercise(
         "logits = F.normalize(query, dim=1) @ protos.T / 0.1 (the library's PROTOTYPE_TEMPERATURE).",
     ],
     rtol=1e-6, atol=1e-8,
+    library=(protonet_logits, prototypes),
 ))
 
 
@@ -126,6 +130,7 @@ register(Exercise(
         "(repeat_interleave) for the queries. Return (x_support, y_support, x_query, y_query).",
     ],
     rtol=0.0, atol=0.0,
+    library=(umtra_episodes, umtra_sampler),
 ))
 
 

@@ -14,9 +14,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.framework import Case, Exercise, check, compare_outputs, register
+from course_lib.checks.compare import compare_outputs
+from course_lib.checks.framework import Case, Exercise, check, register
 from course_lib.checks.quiz import Choice, Number, self_check
 from course_lib.contrastive import losses
+from course_lib.kernels.nt_xent import nt_xent_fused
 
 
 def random_rows(gen: torch.Generator, rows: int, dim: int, scale: float = 1.0) -> torch.Tensor:
@@ -122,7 +124,7 @@ for _exercise in [
         "Normalise the rows (F.normalize(z, dim=1)), form the (2N, 2N) matrix of cosine similarities zn @ zn.T, divide by the temperature.",
         "Row i must not pick itself: masked_fill the diagonal with -inf. Its target is (i + N) % 2N. Then it is a cross-entropy over each row.",
         "F.cross_entropy(logits, targets) is the stable softmax cross-entropy. Check z.shape[0] % 2 first and raise ValueError with the shape.",
-    ], diagnose=_diagnose_nt_xent),
+    ], diagnose=_diagnose_nt_xent, library=(losses.nt_xent, nt_xent_fused)),
     Exercise("similarity_gradient", _similarity_gradient_reference, [
         Case("2N=8, t=0.5", lambda g: (_sims(g, 8, 5), 0.5)),
         Case("2N=2, t=0.1", lambda g: (_sims(g, 2, 3), 0.1)),
@@ -143,7 +145,7 @@ for _exercise in [
         "InfoNCE is a cross-entropy: anchor i must pick positive i among all N positives. The estimate is log(N) - loss.",
         "logits = normalize(anchors) @ normalize(positives).T / t is (N, N); the targets are torch.arange(N).",
         "return math.log(N) - F.cross_entropy(logits, torch.arange(N)); raise ValueError when the two shapes differ.",
-    ]),
+    ], library=(losses.info_nce,)),
     Exercise("alignment", losses.alignment, [
         Case("N=16 pairs, D=8, value and gradient", lambda g: (random_rows(g, 16, 8), random_rows(g, 16, 8)), grad=True),
         Case("unnormalised (scale 10), alpha=1", lambda g: (random_rows(g, 9, 5, 10.0), random_rows(g, 9, 5, 10.0), 1.0), grad=True),

@@ -14,7 +14,7 @@ from torch.func import functional_call
 
 from course_lib.checks.framework import Case, Exercise, check, register
 from course_lib.checks.quiz import Choice, Number, self_check
-from course_lib.meta.core import adapt_reference
+from course_lib.meta.core import adapt, adapt_reference, meta_loss, sgd_steps
 
 # ---------------------------------------------------------------- inner_loop
 # The learner writes inner_loop(params, loss_fn, inner_lr, inner_steps, first_order) -> adapted dict.
@@ -86,6 +86,7 @@ register(Exercise(
            "Build a NEW dict each step (no in-place updates, no .data, no torch.no_grad): the adapted "
            "parameters must remain a differentiable function of the initial ones."],
     rtol=1e-4, atol=1e-6,
+    library=(adapt, sgd_steps, adapt_reference),
 ))
 
 
@@ -148,6 +149,7 @@ register(Exercise(
            "(constant for a linear model).",
            "meta-gradient = (I - inner_lr * H_s) @ g_q. Dropping the H_s term gives first-order MAML."],
     rtol=1e-4, atol=1e-5,
+    library=(meta_loss,),
 ))
 
 

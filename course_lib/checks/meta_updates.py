@@ -277,6 +277,7 @@ register(Exercise(
            "new[name] = theta[name] + meta_lr * (torch.stack([a[name] for a in adapted]).mean(0) - theta[name]), "
            "detached."],
     diagnose=_diagnose_reptile,
+    library=(reptile_direction,),
 ))
 
 

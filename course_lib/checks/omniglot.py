@@ -12,7 +12,7 @@ import torch
 
 from course_lib.checks.framework import Case, Exercise, check, register
 from course_lib.checks.quiz import Choice, Number, self_check
-from course_lib.meta.protonet import protonet_logits
+from course_lib.meta.protonet import protonet_logits, prototypes
 from course_lib.meta.train import mean_ci95
 
 __all__ = ["check_protonet_logits", "check_accuracy_ci95", "check_self_check_06"]
@@ -96,6 +96,7 @@ register(Exercise(
     ],
     rtol=1e-4, atol=1e-4,
     diagnose=_diagnose_protonet,
+    library=(prototypes,),
 ))
 
 
@@ -172,6 +173,7 @@ register(Exercise(
     ],
     rtol=1e-5, atol=1e-7,
     diagnose=_diagnose_ci95,
+    library=(mean_ci95,),
 ))
 
 

@@ -86,11 +86,10 @@ def self_check(name: str, questions: Mapping[int, Question], hints: list[str]) -
     register(Exercise(name=name, reference=lambda: None, cases=[Case("your answers", lambda gen: ())],
                       hints=hints, compare=_compare(questions)))
 
-    def check_answers(answers: Mapping[int, Any] | Callable[[], Mapping[int, Any]]):
-        result = check(name, answers if callable(answers) else (lambda: answers))
+    def check_answers(answers: Mapping[int, Any] | Callable[[], Mapping[int, Any]]) -> None:
+        check(name, answers if callable(answers) else (lambda: answers))
         for k, q in sorted(questions.items()):
             print(f"  {k}. {q.why}")
-        return result
 
     check_answers.__name__ = f"check_{name}"
     check_answers.__doc__ = f"Check the answers of {name}: a dict {{question number: letter or number}}."

@@ -12,6 +12,7 @@ from course_lib.checks.framework import Case, Exercise, check, register
 from course_lib.checks.quiz import Choice, Number, self_check
 from course_lib.contrastive.evaluate import weighted_knn
 from course_lib.contrastive.losses import nt_xent
+from course_lib.contrastive.models import ProjectionHead
 from course_lib.explore.embedding import neighbour_label_agreement
 from course_lib.optim import LARS
 
@@ -94,6 +95,7 @@ register(Exercise(
         "notebook measures kNN on h and on z: compare them.",
     ],
     compare=_head_compare,
+    library=(ProjectionHead,),
 ))
 
 

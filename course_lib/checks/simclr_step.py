@@ -11,8 +11,10 @@ import math
 import torch
 from torch import nn
 
-from course_lib.checks.framework import Case, Exercise, check, compare_outputs, register
+from course_lib.checks.compare import compare_outputs
+from course_lib.checks.framework import Case, Exercise, check, register
 from course_lib.contrastive.losses import nt_xent
+from course_lib.contrastive.simclr import make_step
 from course_lib.optim import LARS
 
 
@@ -164,6 +166,7 @@ register(Exercise(
     ],
     compare=_compare_step,
     diagnose=_diagnose_step,
+    library=(make_step,),
 ))
 
 

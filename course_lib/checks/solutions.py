@@ -7,7 +7,8 @@ marker lines, into `solutions.json` beside this file ({exercise: source}), which
 and which `assignments check` compares with the notebooks. Nothing here is written by hand.
 
 The checks never read this file (each compares against an independent reference), so an installation
-without it, a graded one say, checks and hints as usual and `solution()` says that it has none.
+without it checks and hints as usual and `solution()` says that it has none; in graded mode (graded.py)
+`solution()` gives none either way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from course_lib.checks import graded
 from course_lib.checks.framework import find_exercise
 
 SOLUTIONS_FILE = Path(__file__).with_name("solutions.json")
@@ -30,20 +32,23 @@ def load(path: Path | None = None) -> dict[str, str] | None:
 
 
 def solution(name: str) -> str:
-    """Print the worked solution of exercise `name` (try its hints first); returns the printed text."""
+    """Print the worked solution of exercise `name` (try its hints first) and return its source; where there is
+    none to give (graded mode, no solutions file), print why and return ""."""
     find_exercise(name)  # a typo raises, naming the known exercises
-    worked = load()
-    if worked is None:
-        text = (f"Worked solutions are not available in this installation (course_lib/checks/{SOLUTIONS_FILE.name} "
-                f"is not installed, as in a graded setting). hint('{name}') still gives hints, and the check "
-                "says what differs.")
+    worked = None if graded.ACTIVE else load()
+    if graded.ACTIVE:
+        why = f"Worked solutions are not available in graded mode ({graded.ENV} is set)."
+    elif worked is None:
+        why = (f"Worked solutions are not available in this installation (course_lib/checks/{SOLUTIONS_FILE.name} "
+               "is not installed).")
     elif name not in worked:
-        text = (f"No worked solution for {name!r} in this installation: its {SOLUTIONS_FILE.name} is older than the "
-                "exercise. An instructor regenerates it with `python -m course_lib.assignments build`.")
+        why = (f"No worked solution for {name!r} in this installation: its {SOLUTIONS_FILE.name} is older than the "
+               "exercise. An instructor regenerates it with `python -m course_lib.assignments build`.")
     else:
-        text = worked[name]
-    print(text)
-    return text
+        print(worked[name])
+        return worked[name]
+    print(f"{why} hint('{name}') still gives hints, and the check says what differs.")
+    return ""
 
 
 __all__ = ["SOLUTIONS_FILE", "load", "solution"]

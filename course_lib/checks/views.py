@@ -226,6 +226,7 @@ register(Exercise(
         "before saturation: mean gray = gray(x).mean(dim=(1, 2, 3), keepdim=True).",
     ],
     diagnose=_diagnose_colour_jitter,
+    library=(colour_jitter, colour_fused),
 ))
 
 
