@@ -11,9 +11,11 @@ Two mirrored halves of the course on a shared ground, one concept per module:
     explore/      every ipywidgets explorer, one figure helper
     checks/       exercise checks, hints and solutions, one module per notebook
     shared ground runtime (device, seeding, tier, paths), checkpoint (atomic write, safe load),
-                  training (the one training run: plan, history, resume), optim (LARS, schedule),
+                  training (the one training run: plan, history, resume), progress (its bar),
+                  optim (LARS, schedule),
                   similarity (distances, cosine neighbours), tsne, lessons (demo sizes per tier)
-    assignments   instructor tool: student versions of the notebooks
+    assignments   instructor tool: student versions of the notebooks (ipynb: reading and writing them)
+    classroom     instructor tool: the course as an nbgrader course, points per exercise
 
 The names a notebook needs most are re-exported here. Importing it has no side effects (no seeding,
 no backend flags, no downloads). Triton kernels and notebook-only dependencies (ipywidgets, IPython,
@@ -31,7 +33,7 @@ from course_lib.contrastive.views import ViewConfig, reference_views, simclr_vie
 from course_lib.data import CIFAR10_CLASSES, Episodes, class_subset, load_cifar10, load_omniglot, sample_episodes
 from course_lib.explore.embedding import EmbeddingExplorer
 from course_lib.meta import MetaConfig, evaluate, meta_loss, meta_train
-from course_lib.runtime import data_dir, device, pick, report, runs_dir, seed_all, tier
+from course_lib.runtime import configure_threads, data_dir, device, pick, report, runs_dir, seed_all, tier
 from course_lib.training import History, TrainingRun
 
 __version__ = "0.1.0"

@@ -11,7 +11,8 @@ in cells whose metadata says `{"nbgrader": {"solution": true, "grade_id": "<exer
 can use the notebooks as they are, without being a dependency of the kit. `build` writes a student version
 of each notebook, each solution replaced by a stub that raises NotImplementedError and points to
 `hint("<exercise>")` (the check cells stay, locked, so a learner or a grading server runs them; exercise
-cells are tagged so that Run All continues past an unsolved one), and the
+cells and the cells that use them are tagged so that Run All continues past an unsolved one: run_all.py),
+and the
 worked solutions file that `solution(name)` prints: {exercise: its solution cell without the two marker
 lines}, as JSON. The notebooks are the one source of both. The course's markdown pages beside the
 notebooks (the glossary) are copied unchanged, so that links to them work from either folder.
@@ -34,11 +35,9 @@ import sys
 from pathlib import Path
 
 from course_lib.ipynb import clear_outputs, dumps, nbgrader, read, source, write
+from course_lib.run_all import continue_past
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-# JupyterLab's Run All (and nbclient) continue past an error in a cell with this tag, so that an unsolved
-# exercise does not hide the rest of the notebook; a grader still scores the failing check cell 0.
-CONTINUE_TAG = "raises-exception"
 MARKDOWN_STUB = "_Write your answer here._"
 GENERATED = "course_lib_student_version"  # notebook metadata key: this file was written by `build`
 # Defaults of the command line, relative to the current folder (a repository checkout's root).
@@ -101,15 +100,6 @@ def _exercise_of(cell: dict, where: str) -> str | None:
     return exercise
 
 
-def continue_past(cell: dict) -> None:
-    """Tag an exercise's solution or check cell so that Run All goes on past it when it fails."""
-    meta = nbgrader(cell)
-    if meta.get("solution") or meta.get("grade"):
-        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        if CONTINUE_TAG not in tags:
-            tags.append(CONTINUE_TAG)
-
-
 def lock(cell: dict) -> None:
     """Lock a cell as nbgrader's release does: a check cell can be neither edited nor deleted, a solution
     cell not deleted (JupyterLab honours both keys)."""
@@ -123,15 +113,15 @@ def lock(cell: dict) -> None:
 def student_notebook(nb: dict, name: str = "notebook") -> dict:
     """A student version of notebook `nb` (a parsed .ipynb): solutions stubbed, outputs cleared, exercise
     cells locked and tagged so that Run All continues past an unsolved one."""
-    nb = clear_outputs(nb)
-    for index, cell in enumerate(nb["cells"]):
+    student = clear_outputs(nb)
+    for index, cell in enumerate(student["cells"]):
         exercise = _exercise_of(cell, f"{name}, cell {index}")
         if exercise is not None:
             cell["source"] = strip_solution(source(cell), exercise, markdown=cell["cell_type"] == "markdown")
-        continue_past(cell)
         lock(cell)
-    nb.setdefault("metadata", {})[GENERATED] = {"source": name}
-    return nb
+    continue_past(student, nb, student)
+    student.setdefault("metadata", {})[GENERATED] = {"source": name}
+    return student
 
 
 def worked_solutions(nb: dict, name: str = "notebook") -> dict[str, str]:

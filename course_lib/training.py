@@ -21,7 +21,8 @@ optimizer) whose randomness comes only from `generators`; this module does the r
   A run that is interrupted (Ctrl-C, a crash, a closed laptop) loses at most that much.
 - **One history and one progress bar.** Per-step values stay on the device and are read in batches
   (a GPU never waits for a `.item()` per step); a non-finite loss stops the run with a clear error.
-  The progress bar is tqdm's (a widget in Jupyter, text in a terminal).
+  The progress bar (`course_lib.progress`) ends complete when the run ends as planned or on purpose
+  (`stop_after`), and says why when that is short of `steps`; an error or Ctrl-C ends it red.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import torch
 from torch import nn
 
 from course_lib.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from course_lib.progress import end_bar, progress_bar
 
 StepFn = Callable[[int], Mapping[str, torch.Tensor]]  # step index -> scalar tensors, "loss" among them
 FLUSH_EVERY_S = 1.0  # seconds between reads of the per-step values (and progress-bar refreshes)
@@ -220,15 +222,30 @@ class TrainingRun:
             print(f"resumed {self.checkpoint} at step {h.step} of {h.total_steps} ({h.seconds:.0f} s of training so far)")
         else:
             h.total_steps = self.calibrate()
-        from tqdm.auto import tqdm  # lazy: the notebook widget or the terminal bar, chosen at call time
-
         last = h.total_steps if self.stop_after is None else min(h.total_steps, h.step + self.stop_after)
-        bar = tqdm(total=h.total_steps, initial=h.step, disable=not self.progress, desc=self.desc, unit="step")
+        bar = progress_bar(h.total_steps, h.step, self.progress, self.desc)
         try:
             self._loop(last, bar)
-        finally:
-            bar.close()
+        except BaseException:  # an error or Ctrl-C, even after the last update: the bar must show it
+            end_bar(bar, f"interrupted at step {h.step + len(self._pending)} of {h.total_steps}")
+            raise
+        end_bar(bar)
+        note = self._ending() if self.progress else None
+        if note:
+            print(note)
         return h
+
+    def _ending(self) -> str | None:
+        """Why this call ended where it did, unless it simply took the `steps` asked for."""
+        h = self.history
+        if h.step < h.total_steps:
+            resume = "train again with the same checkpoint to resume" if self.checkpoint else "no checkpoint to resume"
+            return (f"stopped at step {h.step} of {h.total_steps}: stop_after={self.stop_after} steps in this call; "
+                    f"{resume}")
+        if self.budget_s is not None and h.total_steps < self.max_steps:
+            return (f"ended at step {h.step}, the end of its plan: the time budget of {self.budget_s:g} s fits "
+                    f"{h.total_steps} of the {self.max_steps} steps asked for (measured at the start of the run)")
+        return None
 
     def _loop(self, last: int, bar) -> None:
         h = self.history

@@ -17,6 +17,7 @@ import pytest
 
 from course_lib import assignments, checkpoint, ipynb
 from course_lib.assignments import BEGIN, END, AssignmentError
+from course_lib.run_all import CONTINUE_TAG, dependent_cells
 from course_lib.checks import REGISTRY, CheckFailed
 from notebook_code import namespace_before
 
@@ -250,18 +251,20 @@ def test_no_solution_text_survives_in_the_student_version(path, fresh_build):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_student_exercise_cells_are_locked_and_let_run_all_continue(path, fresh_build):
-    """Check cells read-only and undeletable, solution cells undeletable, both tagged so that JupyterLab's
-    Run All goes past an unsolved exercise; no other cell is tagged or locked."""
-    for index, cell in enumerate(ipynb.read(fresh_build / path.name)["cells"]):
+    """Check cells read-only and undeletable, solution cells undeletable; those and the cells that use what
+    they define tagged so that JupyterLab's Run All goes past an unsolved exercise; nothing else."""
+    cells = ipynb.read(fresh_build / path.name)["cells"]
+    dependents = dependent_cells(ipynb.read(path)["cells"], cells)
+    for index, cell in enumerate(cells):
         meta, where = cell["metadata"], f"{path.name}, cell {index}"
         grading = meta.get("nbgrader", {})
-        tagged = assignments.CONTINUE_TAG in meta.get("tags", [])
+        assert (CONTINUE_TAG in meta.get("tags", [])) == (index in dependents), where
         if grading.get("solution"):
-            assert tagged and meta.get("deletable") is False and "editable" not in meta, where
+            assert meta.get("deletable") is False and "editable" not in meta, where
         elif grading.get("grade"):
-            assert tagged and meta.get("deletable") is False and meta.get("editable") is False, where
+            assert meta.get("deletable") is False and meta.get("editable") is False, where
         else:
-            assert not tagged and "deletable" not in meta and "editable" not in meta, where
+            assert "deletable" not in meta and "editable" not in meta, where
 
 
 def _imported(cells: list[dict]) -> set[str]:

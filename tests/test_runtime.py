@@ -98,8 +98,9 @@ def test_device(monkeypatch):
     assert runtime.device().type in ("cpu", "mps")
 
 
-REPORT_KEYS = {"python", "platform", "torch", "torchvision", "triton", "scikit-learn", "ipywidgets",
-               "matplotlib", "device", "cpu threads", "tier", "data dir", "runs dir", "CIFAR-10 present", "Omniglot present"}
+REPORT_KEYS = {"python", "platform", "torch", "torchvision", "triton", "scikit-learn", "ipywidgets", "matplotlib",
+               "device", "cpu threads", "thread choice", "tier", "data dir", "runs dir", "CIFAR-10 present",
+               "Omniglot present"}
 
 
 def test_report_keys_and_data_presence(monkeypatch, tmp_path, capsys):
