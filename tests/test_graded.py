@@ -123,3 +123,11 @@ def test_a_graders_empty_stub_says_what_to_do():
     message = str(failure.value)
     assert "Not implemented yet: the stub still raises NotImplementedError" in message
     assert "hint('alignment')" in message
+
+
+def test_a_stub_message_without_a_full_stop_reads_as_a_sentence():
+    def stub(x, y, alpha=2.0):
+        raise NotImplementedError("replace this line with your code")  # the course's nbgrader stub
+
+    with pytest.raises(CheckFailed, match=r"Not implemented yet: replace this line with your code\. Stuck\? "):
+        check("alignment", stub)

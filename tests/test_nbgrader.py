@@ -25,7 +25,7 @@ import pytest
 nbgrader_api = pytest.importorskip("nbgrader.api", reason="nbgrader is a dev extra: pip install -e '.[dev]'")
 
 from course_lib import classroom, ipynb  # noqa: E402
-from course_lib.assignments import CONTINUE_TAG  # noqa: E402
+from course_lib.run_all import CONTINUE_TAG  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GRADED = ["00", "01", "02", "04", "05"]

@@ -7,8 +7,11 @@ cases) and progressive hints; worked solutions come from the instructor notebook
     exception -> shape -> dtype -> non-finite values -> value (largest difference) -> gradient
 
 and stops at the first problem with a message that names the case and what to look at. Public
-`check_xxx(fn)` functions (one module per notebook) print a short success line or raise `CheckFailed`,
-whose message Jupyter shows as one paragraph instead of a traceback, and which nbval sees as a failure.
+`check_xxx(fn)` functions (one module per notebook) print a short success line and return None, or raise
+`CheckFailed`, whose message Jupyter shows as one paragraph instead of a traceback, and which nbval and
+nbgrader see as a failure. Warnings and stderr output during a check are reported on stdout after the
+verdict (a grader scores a cell with stderr output 0). In graded mode (`graded.py`) a check also fails
+code that calls the library's own implementation of the exercise (`Exercise.library`).
 """
 
 from __future__ import annotations
@@ -162,8 +165,8 @@ def _diagnosis(exercise: Exercise, learner_fn: Callable, seed: int) -> str:
 
 def _not_implemented(exc: NotImplementedError) -> str:
     # A stub from a grader's release (nbgrader's `raise NotImplementedError()`) says nothing itself.
-    said = str(exc) or "the stub still raises NotImplementedError: replace that line with your code."
-    return f"Not implemented yet: {said}"
+    said = str(exc).strip() or "the stub still raises NotImplementedError: replace that line with your code."
+    return f"Not implemented yet: {said}" + ("" if said.endswith((".", "!", "?")) else ".")
 
 
 def run(exercise: Exercise, learner_fn: Callable, seed: int | None = None) -> Result:
