@@ -6,7 +6,8 @@ import matplotlib
 import pytest
 import torch
 
-from course_lib.explore.temperature import TemperatureExplorer, example_similarities, temperature_stats
+from course_lib.explore.temperature import (T_READOUT, TemperatureExplorer, example_similarities, format_temperature,
+                                           temperature_stats)
 
 matplotlib.use("Agg")
 
@@ -60,3 +61,26 @@ def test_explorer_keeps_a_given_positive_with_the_default_negatives():
     _, negatives = example_similarities()
     assert stats[0].loss == pytest.approx(temperature_stats(0.95, negatives, 0.5).loss)
     assert stats[0].loss < temperature_stats(0.7, negatives, 0.5).loss  # an easier positive: a lower loss
+
+
+def _d3_g(value: float, digits: int) -> str:
+    """What the slider's readout (d3-format ".{digits}g") shows in the browser for a value in [1e-6, 10 ** digits):
+    JavaScript's value.toPrecision(digits), which rounds to `digits` significant digits and keeps trailing zeros."""
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    figures, exponent = mantissa.replace(".", ""), int(exponent)
+    if exponent < 0:
+        return "0." + "0" * (-exponent - 1) + figures
+    whole, fraction = figures[:exponent + 1], figures[exponent + 1:]
+    return whole + ("." + fraction if fraction else "")
+
+
+def test_titles_show_the_temperature_as_the_slider_readout_does():
+    explorer = TemperatureExplorer(temperatures=(0.223872, 0.05, 1.0))
+    assert all(slider.readout_format == T_READOUT == ".3g" for slider in explorer.sliders)
+    titles = [ax.get_title() for ax in explorer.draw().axes[::2]]  # the left panel of each row
+    assert [t.split(":")[0] for t in titles] == ["t = 0.224", "t = 0.0500", "t = 1.00"]
+    slider = explorer.sliders[0]
+    steps = round((slider.max - slider.min) / slider.step)
+    for value in (10 ** (slider.min + i * slider.step) for i in range(steps + 1)):  # every position of the slider
+        assert format_temperature(value) == _d3_g(value, 3), value
+    assert _d3_g(0.09999, 3) == "0.100" and _d3_g(12.345, 3) == "12.3"  # the emulation itself, by hand

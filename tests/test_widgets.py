@@ -11,7 +11,7 @@ from course_lib import tsne as T  # noqa: E402
 from course_lib.checks import check_neighbour_label_agreement  # noqa: E402
 from course_lib.checks.framework import CheckFailed  # noqa: E402
 from course_lib.explore.embedding import (EmbeddingExplorer, closest_point, nearest_neighbours,  # noqa: E402
-                                         neighbour_label_agreement, neighbour_panel_data, scatter_data)
+                                         neighbour_label_agreement, neighbour_panel_data, role_styles, scatter_data)
 from course_lib.explore.figures import DPI, figure_png, image_array  # noqa: E402
 from course_lib.lessons import DEMO_PRESETS, EXPLORER_PRESETS, VIEWS_LESSON_PRESETS  # noqa: E402
 
@@ -256,3 +256,97 @@ def test_embedding_explorer_can_start_on_any_view(data, tmp_path, monkeypatch):
     assert explorer.view == explorer.view_picker.value == "SimCLR" and explorer.panel["agreement"] == 1.0
     with pytest.raises(ValueError, match="not one of the views"):
         EmbeddingExplorer({"v": random}, labels, view="w")
+
+
+ROLES = ["support"] * 15 + ["query"] * (N - 15)  # a few-shot task: 5 support points per class, the rest queries
+
+
+def test_neighbours_of_the_same_class_agree_whatever_their_role():
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [1.0, 0.3], [0.1, 1.0], [0.2, 1.0]])
+    labels, roles = torch.tensor([0, 1, 0, 0, 1, 1]), ["support", "support", "query", "query", "query", "query"]
+    panel = neighbour_panel_data(f, labels, 2, 2, NAMES, roles=roles)
+    assert (panel["name"], panel["role"]) == ("cat", "query")
+    assert [(n["index"], n["role"], n["same_class"]) for n in panel["neighbours"]] == [(0, "support", True), (3, "query", True)]
+    assert panel["agreement"] == 1.0  # the class's support point counts: what the lesson asks about queries
+    assert neighbour_panel_data(f, labels, 2, 2)["role"] is None
+
+
+def test_scatter_data_splits_each_class_by_role():
+    e = torch.arange(12.0).reshape(6, 2)
+    groups = scatter_data(e, torch.tensor([1, 0, 1, 0, 0, 1]), NAMES, roles=["s", "s", "q", "q", "q", "q"])
+    assert [(g["name"], g["role"], g["indices"].tolist()) for g in groups] == [
+        ("cat", "s", [1]), ("cat", "q", [3, 4]), ("dog", "s", [0]), ("dog", "q", [2, 5])]
+    assert {g["role"] for g in scatter_data(e, torch.tensor([1, 0, 1, 0, 0, 1]))} == {None}
+
+
+def test_role_styles_draw_the_rarer_role_larger_and_on_top():
+    styles = role_styles(ROLES)
+    assert list(styles) == ["query", "support"]  # the most numerous first
+    assert (styles["query"]["marker"], styles["support"]["marker"]) == ("o", "s")
+    assert styles["support"]["zorder"] > styles["query"]["zorder"] and styles["support"]["s"] > styles["query"]["s"]
+    assert list(role_styles(["b", "a", "a", "b"])) == ["b", "a"]  # a tie keeps the order of appearance
+
+
+def test_explorer_with_roles_colours_by_class_and_marks_the_role(data, tmp_path, monkeypatch):
+    import matplotlib.colors as mcolors
+
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    labels, _, trained, images = data
+    explorer = EmbeddingExplorer({"v": trained}, labels, images=images, class_names=NAMES, perplexity=10, k=5, roles=ROLES)
+    ax = explorer.draw().axes[0]
+    points = ax.collections[:2 * CLASSES]  # one scatter per (class, role); then the rings and the star
+    colours = [mcolors.to_hex(c.get_facecolor()[0], keep_alpha=False) for c in points]
+    assert colours[0::2] == colours[1::2] and len(set(colours)) == CLASSES  # support and query of a class: one colour
+    markers = {tuple(map(tuple, c.get_paths()[0].vertices.round(3))) for c in points}
+    assert len(markers) == 2  # one marker shape per role
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == NAMES + ["query", "support"]
+    for index in (0, 20):  # a support and a query point: neighbours of its class count, whatever their role
+        explorer.index_box.value = index
+        same = [nb for nb in explorer.panel["neighbours"] if nb["same_class"]]
+        assert all(nb["label"] == int(labels[index]) for nb in same) and len(same) == 5  # classes are separated
+        assert f"{len(same)} of its 5 nearest neighbours" in explorer.status.value
+        assert f"{explorer.panel['name']} {ROLES[index]}" in explorer.status.value
+    assert {nb["role"] for nb in explorer.panel["neighbours"]} <= {"support", "query"}
+    assert explorer.draw().axes[1].get_title() == f"point 20\n{NAMES[int(labels[20])]} query"
+
+
+def test_roles_must_be_one_name_per_point(data):
+    labels, random, _, _ = data
+    with pytest.raises(ValueError, match="roles has 10 entries for 90 points; pass one role per point"):
+        EmbeddingExplorer({"v": random}, labels, roles=["support"] * 10)
+    with pytest.raises(ValueError, match="one name \\(str\\) per point"):
+        EmbeddingExplorer({"v": random}, labels, roles=torch.zeros(N))
+    with pytest.raises(ValueError, match="one name \\(str\\) per point"):
+        EmbeddingExplorer({"v": random}, labels, roles="support")
+
+
+def test_a_displayed_explorer_is_one_output_under_the_inline_backend(data, tmp_path, monkeypatch):
+    """What Jupyter's inline backend adds: after each cell it shows every pyplot figure drawn in it. An explorer
+    draws on its own Figure, never through pyplot, so its cell shows the explorer once and no static copy."""
+    import matplotlib.pyplot as plt
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.pylabtools import activate_matplotlib
+    from IPython.utils.capture import capture_output
+    from matplotlib_inline.backend_inline import configure_inline_support
+
+    inline = "module://matplotlib_inline.backend_inline"
+    shell = InteractiveShell.instance()
+    try:
+        activate_matplotlib(inline)  # what a Jupyter kernel does: pyplot interactive, the inline backend
+        configure_inline_support(shell, inline)  # and the flush of open figures after each cell
+        with capture_output() as shown:
+            shell.run_cell("import matplotlib.pyplot as plt; plt.plot([1, 2])")
+        assert len(shown.outputs) == 1 and "image/png" in shown.outputs[0].data  # a stray pyplot figure is seen
+        for explorer, change in _explorers(data, tmp_path, monkeypatch):
+            shell.user_ns["explorer"], shell.user_ns["change"] = explorer, change
+            with capture_output() as shown:
+                shell.run_cell("explorer")
+                shell.run_cell("change()")
+            assert len(shown.outputs) == 1, (type(explorer).__name__, shown.outputs)
+            assert "application/vnd.jupyter.widget-view+json" in shown.outputs[0].data, type(explorer).__name__
+            assert plt.get_fignums() == [], type(explorer).__name__
+    finally:
+        plt.close("all")
+        InteractiveShell.clear_instance()
+        matplotlib.interactive(False)
+        matplotlib.use("Agg")

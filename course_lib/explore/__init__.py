@@ -3,7 +3,7 @@
     figures      the display style: figure to PNG, image to array, a live widget with a static fallback
     temperature  notebook 01: the softmax over candidates and the push on each negative
     views        notebook 02: each SimCLR augmentation on or off
-    embedding    notebooks 03 and 06: a t-SNE map and the nearest neighbours in feature space
+    embedding    notebooks 03, 06 and 07: a t-SNE map and the nearest neighbours in feature space, by class and role
     adaptation   notebook 05: MAML's fit to a new sinusoid after k inner steps
 
 ipywidgets and IPython are imported only when an explorer is built or shown.

@@ -9,11 +9,15 @@ Selecting a point (click it where ipympl is installed, else type its index or pi
 image and its k nearest neighbours in the ORIGINAL feature space by cosine similarity: the 2-D map is
 for orientation, the neighbours are what the encoder actually computes. The logic is in the pure
 functions below (tested headlessly); the neighbours are `similarity.cosine_topk`, as in the weighted kNN
-classifier. The explorer displays like every explorer (`figures.LiveFigure`).
+classifier. Points may also carry a role (say "support" and "query" in a few-shot task): colours stay
+the classes and neighbours count as alike when they share the class, while each role gets its own
+marker, so the map shows whether queries land among their class's support points. The explorer
+displays like every explorer (`figures.LiveFigure`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -55,34 +59,78 @@ def class_name(label: int, class_names: Sequence[str] | None) -> str:
     return class_names[label] if class_names is not None and 0 <= label < len(class_names) else str(label)
 
 
-def scatter_data(embedding: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str] | None = None) -> list[dict]:
-    """One entry per class present, by label: {"label", "name", "x", "y", "indices"} (numpy arrays)."""
+def point_name(item: dict) -> str:
+    """A point's class and, when it has one, its role: "class 2 query"; item: an entry of `neighbour_panel_data`."""
+    return item["name"] if item["role"] is None else f"{item['name']} {item['role']}"
+
+
+def scatter_data(embedding: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str] | None = None,
+                 roles: Sequence[str] | None = None) -> list[dict]:
+    """One entry per class present, by label, or per (class, role) with `roles` (one name per point).
+
+    Entries: {"label", "name", "role", "x", "y", "indices"} (numpy arrays; "role" is None without roles).
+    """
     e = embedding.detach().cpu().numpy()
     lab = labels.detach().cpu().numpy()
+    role = np.asarray(roles if roles is not None else [None] * len(lab), dtype=object)
     out = []
     for c in np.unique(lab):
-        idx = np.flatnonzero(lab == c)
-        out.append({"label": int(c), "name": class_name(int(c), class_names), "x": e[idx, 0], "y": e[idx, 1], "indices": idx})
+        for r in dict.fromkeys(role[lab == c]):  # the roles of this class, in order of appearance
+            idx = np.flatnonzero((lab == c) & (role == r))
+            out.append({"label": int(c), "name": class_name(int(c), class_names), "role": r,
+                        "x": e[idx, 0], "y": e[idx, 1], "indices": idx})
     return out
 
 
+ROLE_MARKERS = ("o", "s", "^", "D", "v", "P")  # by role, the most numerous first
+
+
+def role_styles(roles: Sequence[str]) -> dict[str, dict]:
+    """Scatter keywords per role: {role: {"marker", "s", "zorder", "edgecolors"}}.
+
+    The most numerous role gets small circles at the bottom; each rarer role a larger, outlined marker
+    drawn above it (ties: in order of appearance), so that 5 support points stay visible among 75 queries.
+    """
+    counts = Counter(roles)
+    order = sorted(counts, key=lambda r: -counts[r])  # stable: ties keep their order of appearance
+    return {r: {"marker": ROLE_MARKERS[i % len(ROLE_MARKERS)], "s": 10 if i == 0 else 40, "zorder": 2 + i,
+                "edgecolors": "none" if i == 0 else "black"} for i, r in enumerate(order)}
+
+
+def check_roles(roles: Sequence[str] | None, n: int) -> list[str] | None:
+    """`roles` as a list of N names (or None), or a ValueError that says what to pass."""
+    if roles is None:
+        return None
+    kind = type(roles).__name__
+    roles = [roles] if isinstance(roles, str) else list(roles)  # one pass over it: roles may be a generator
+    if kind == "str" or not all(isinstance(r, str) for r in roles):
+        raise ValueError(f"roles must be one name (str) per point, e.g. ['support'] * 25 + ['query'] * 75; got {kind}.")
+    if len(roles) != n:
+        raise ValueError(f"roles has {len(roles)} entries for {n} points; pass one role per point, e.g. 'support' or 'query'.")
+    return roles
+
+
 def neighbour_panel_data(features: torch.Tensor, labels: torch.Tensor, index: int, k: int,
-                         class_names: Sequence[str] | None = None, images: torch.Tensor | None = None) -> dict:
+                         class_names: Sequence[str] | None = None, images: torch.Tensor | None = None,
+                         roles: Sequence[str] | None = None) -> dict:
     """What the neighbours panel shows for point `index`: itself, its k cosine neighbours, and how many agree.
 
-    Returns {"index", "label", "name", "image", "neighbours": [{"index", "label", "name", "similarity",
-    "same_class", "image"}], "agreement"}; "image" entries are None without `images` (N, C, H, W).
+    Returns {"index", "label", "name", "role", "image", "neighbours": [{"index", "label", "name", "role",
+    "similarity", "same_class", "image"}], "agreement"}; "image" entries are None without `images`
+    (N, C, H, W), "role" entries None without `roles` (N names). A neighbour agrees when it has the same
+    label, whatever its role.
     """
     indices, sims = nearest_neighbours(features, index, k)
     label = int(labels[index])
-    neighbours = []
-    for i, s in zip(indices.tolist(), sims.tolist()):
+
+    def point(i: int) -> dict:
         lab = int(labels[i])
-        neighbours.append({"index": i, "label": lab, "name": class_name(lab, class_names), "similarity": s,
-                           "same_class": lab == label, "image": None if images is None else image_array(images[i])})
-    return {"index": index, "label": label, "name": class_name(label, class_names),
-            "image": None if images is None else image_array(images[index]), "neighbours": neighbours,
-            "agreement": sum(n["same_class"] for n in neighbours) / k}
+        return {"index": i, "label": lab, "name": class_name(lab, class_names), "role": None if roles is None else roles[i],
+                "image": None if images is None else image_array(images[i])}
+
+    neighbours = [{**point(i), "similarity": s, "same_class": int(labels[i]) == label}
+                  for i, s in zip(indices.tolist(), sims.tolist())]
+    return {**point(index), "neighbours": neighbours, "agreement": sum(n["same_class"] for n in neighbours) / k}
 
 
 def closest_point(embedding: torch.Tensor, x: float, y: float) -> int:
@@ -95,14 +143,15 @@ class EmbeddingExplorer(LiveFigure):
     """A t-SNE map of one of several views of the same N points, with a nearest-neighbours panel.
 
     views: {name: features (N, D)}, e.g. {"random init": h_random, "SimCLR": h_trained}; labels: (N,) int;
-    images: (N, C, H, W) uint8 or float, or None; class_names: one name per label; view: the view shown
-    first (default: the first). State after any change: `view`, `perplexity`, `embedding` (N, 2),
-    `selected`, `panel`, `neighbours`.
+    images: (N, C, H, W) uint8 or float, or None; class_names: one name per label; roles: one name per
+    point (e.g. "support" or "query"), drawn as marker shapes, or None; view: the view shown first
+    (default: the first). State after any change: `view`, `perplexity`, `embedding` (N, 2), `selected`,
+    `panel`, `neighbours`.
     """
 
     def __init__(self, views: Mapping[str, torch.Tensor], labels: torch.Tensor, images: torch.Tensor | None = None,
                  class_names: Sequence[str] | None = None, perplexity: int = 30, k: int = 8, seed: int = 0,
-                 impl: str = "auto", view: str | None = None):
+                 impl: str = "auto", view: str | None = None, roles: Sequence[str] | None = None):
         if not views:
             raise ValueError("views is empty: pass {name: features (N, D)}, e.g. {'SimCLR': h_trained}.")
         self.labels = torch.as_tensor(labels).detach().cpu().long()
@@ -114,6 +163,7 @@ class EmbeddingExplorer(LiveFigure):
             raise ValueError(f"images has {len(images)} entries for {n} labels; pass one image per point.")
         if view is not None and view not in views:
             raise ValueError(f"view {view!r} is not one of the views: {', '.join(map(repr, views))}.")
+        self.roles = check_roles(roles, n)
         self.views = {name: f.detach() for name, f in views.items()}
         self.images, self.class_names, self.k, self.seed, self.impl = images, class_names, k, seed, impl
         self.view = next(iter(self.views)) if view is None else view
@@ -175,34 +225,30 @@ class EmbeddingExplorer(LiveFigure):
     def _select(self, index: int) -> None:
         self.selected = int(index)
         self.panel = neighbour_panel_data(self.views[self.view], self.labels, self.selected, self.k,
-                                          self.class_names, self.images)
-        same = sum(nb["same_class"] for nb in self.panel["neighbours"])
-        self.status.value = (f"<b>point {self.selected}</b> ({self.panel['name']}) in view <b>{self.view}</b>: "
-                             f"{same} of its {self.k} nearest neighbours in feature space are also {self.panel['name']}.")
+                                          self.class_names, self.images, self.roles)
+        self.status.value = self._status()
         self.refresh()
+
+    def _status(self) -> str:
+        """One line: the selected point and how many of its neighbours share its class (by role, with roles)."""
+        panel, same = self.panel, [nb for nb in self.panel["neighbours"] if nb["same_class"]]
+        line = (f"<b>point {self.selected}</b> ({point_name(panel)}) in view <b>{self.view}</b>: {len(same)} of its "
+                f"{self.k} nearest neighbours in feature space are also {panel['name']}")
+        if self.roles is None or not same:
+            return line + "."
+        by_role = Counter(nb["role"] for nb in same)
+        return line + ": " + ", ".join(f"{count} {r}" for r, count in by_role.items()) + "."
 
     # -- drawing -------------------------------------------------------------------------------------
     def draw(self):
         """Redraw `figure` from the current state, the map on top, the neighbours panel below; return it."""
-        import matplotlib
-
         fig, k = self.figure, self.k
         fig.clear()
         grid = fig.add_gridspec(2, k + 1, height_ratios=[3.2, 1])
-        ax = self._scatter_ax = fig.add_subplot(grid[0, :])
-        cmap = matplotlib.colormaps["tab10" if int(self.labels.max()) < 10 else "tab20"]
-        for group in scatter_data(self.embedding, self.labels, self.class_names):
-            ax.scatter(group["x"], group["y"], s=8, color=cmap(group["label"] % cmap.N), label=group["name"], alpha=0.75)
-        e = self.embedding.numpy()
-        nb = self.neighbours
-        ax.scatter(e[nb, 0], e[nb, 1], s=70, facecolors="none", edgecolors="black", linewidths=1.2)
-        ax.scatter(e[self.selected, 0], e[self.selected, 1], s=260, marker="*", color="black")
-        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, markerscale=2, frameon=False)
-        ax.set_title(f"{self.view}: t-SNE map (perplexity {self.perplexity}). \u2605 point {self.selected} "
-                     f"({self.panel['name']}); \u25cb its {k} nearest neighbours in feature space (cosine)", fontsize=10)
-        ax.set_xticks([]), ax.set_yticks([])
-        items = [(self.panel, f"point {self.selected}\n{self.panel['name']}", "black")]
-        items += [(n, f"{n['name']}\ncos {n['similarity']:.2f}", "green" if n["same_class"] else "red")
+        self._scatter_ax = fig.add_subplot(grid[0, :])
+        self._draw_map(self._scatter_ax)
+        items = [(self.panel, f"point {self.selected}\n{point_name(self.panel)}", "black")]
+        items += [(n, f"{point_name(n)}\ncos {n['similarity']:.2f}", "green" if n["same_class"] else "red")
                   for n in self.panel["neighbours"]]
         for j, (item, title, colour) in enumerate(items):
             sub = fig.add_subplot(grid[1, j])
@@ -213,6 +259,30 @@ class EmbeddingExplorer(LiveFigure):
         fig.subplots_adjust(left=0.02, right=0.85, top=0.94, bottom=0.02, hspace=0.35, wspace=0.1)
         return fig
 
+    def _draw_map(self, ax) -> None:
+        """The t-SNE map: colour by class, marker by role; the selected point and its neighbours outlined."""
+        import matplotlib
+        from matplotlib.lines import Line2D
+
+        cmap = matplotlib.colormaps["tab10" if int(self.labels.max()) < 10 else "tab20"]
+        styles = role_styles(self.roles) if self.roles is not None else {None: {"marker": "o", "s": 8, "zorder": 2}}
+        for group in scatter_data(self.embedding, self.labels, self.class_names, self.roles):
+            ax.scatter(group["x"], group["y"], color=cmap(group["label"] % cmap.N), alpha=0.75, **styles[group["role"]])
+        e, nb = self.embedding.numpy(), self.neighbours
+        # Outlines only, above every point: the selection must not hide the points it marks or their neighbours.
+        ax.scatter(e[nb, 0], e[nb, 1], s=90, facecolors="none", edgecolors="black", linewidths=1.0, zorder=20)
+        ax.scatter(e[self.selected, 0], e[self.selected, 1], s=400, marker="*", facecolors="none",
+                   edgecolors="black", linewidths=1.5, zorder=21)
+        handles = [Line2D([], [], ls="", marker="o", color=cmap(c % cmap.N), label=class_name(c, self.class_names))
+                   for c in sorted(set(self.labels.tolist()))]
+        handles += [Line2D([], [], ls="", marker=st["marker"], color="gray", markeredgecolor="black", label=r)
+                    for r, st in styles.items() if r is not None]
+        ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+        ax.set_title(f"{self.view}: t-SNE map (perplexity {self.perplexity}). \u2606 point {self.selected} "
+                     f"({point_name(self.panel)}); \u25cb its {self.k} nearest neighbours in feature space (cosine)",
+                     fontsize=10)
+        ax.set_xticks([]), ax.set_yticks([])
+
     def show(self, view: str | None = None) -> None:
         """Display the figure for `view` (default: the current one) as a plain image: a snapshot."""
         if view is not None:
@@ -220,5 +290,5 @@ class EmbeddingExplorer(LiveFigure):
         super().show()
 
 
-__all__ = ["EmbeddingExplorer", "nearest_neighbours", "neighbour_label_agreement", "neighbour_panel_data", "scatter_data",
-           "closest_point"]
+__all__ = ["EmbeddingExplorer", "check_roles", "closest_point", "nearest_neighbours", "neighbour_label_agreement",
+           "neighbour_panel_data", "point_name", "role_styles", "scatter_data"]

@@ -22,6 +22,17 @@ import torch
 from course_lib.contrastive.losses import validate_temperature
 from course_lib.explore.figures import LiveFigure
 
+T_DIGITS = 3  # significant digits of a temperature, in the sliders' readouts and the figure's titles alike
+T_READOUT = f".{T_DIGITS}g"  # the sliders' d3 format, JavaScript's toPrecision: it keeps trailing zeros
+
+
+def format_temperature(temperature: float) -> str:
+    """A temperature as the sliders' readout shows it: 0.223872 -> "0.224", 0.05 -> "0.0500".
+
+    Python's "#g" keeps trailing zeros as d3's "g" does (ipywidgets rejects d3's "~", which would drop them).
+    """
+    return f"{temperature:#.{T_DIGITS}g}"
+
 
 @dataclass(frozen=True)
 class TemperatureStats:
@@ -74,7 +85,7 @@ def plot_temperature(axes, positive: float, negatives: torch.Tensor, temperature
     left, right = axes
     left.bar(range(1, k + 1), stats.probs[1:].numpy(), color="tab:gray", label="negatives")
     left.bar([0], stats.probs[:1].numpy(), color="tab:green", label=f"positive (s={positive:.2f})")
-    left.set(title=f"t = {temperature:g}: softmax over candidates, loss {stats.loss:.2f} nats",
+    left.set(title=f"t = {format_temperature(temperature)}: softmax over candidates, loss {stats.loss:.2f} nats",
              xlabel="candidate (negatives sorted, hardest first)", ylabel="probability")
     left.legend(fontsize=8)
     rel = (stats.neg_weights / stats.neg_weights.mean()).numpy()
@@ -107,7 +118,8 @@ class TemperatureExplorer(LiveFigure):
         self.temperatures = tuple(validate_temperature(t) for t in temperatures)
         low, high = math.log10(min(0.01, *self.temperatures)), math.log10(max(2.0, *self.temperatures))
         self.sliders = [W.FloatLogSlider(value=t, base=10, min=low, max=high, step=0.05, description=f"row {i + 1}: t",
-                                         continuous_update=False, style={"description_width": "initial"})
+                                         readout_format=T_READOUT, continuous_update=False,
+                                         style={"description_width": "initial"})
                         for i, t in enumerate(self.temperatures)]
         for i, slider in enumerate(self.sliders):
             slider.observe(lambda ch, i=i: self._on_slider(i, ch["new"]), names="value")
@@ -142,4 +154,5 @@ class TemperatureExplorer(LiveFigure):
         return fig
 
 
-__all__ = ["TemperatureStats", "TemperatureExplorer", "example_similarities", "temperature_stats", "plot_temperature"]
+__all__ = ["TemperatureStats", "TemperatureExplorer", "example_similarities", "format_temperature", "temperature_stats",
+           "plot_temperature"]
