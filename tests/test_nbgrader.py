@@ -8,7 +8,8 @@
   `exec(solution("uniformity"))` score 0 on those two exercises (graded mode) and full marks elsewhere;
 
 and nbgrader never warns that a check cell's output "cannot be converted to a float" (a returned value
-read as partial credit). The smoke tier, on the notebooks with the most exercises per second of running.
+read as partial credit). The smoke tier, on the notebooks with the most exercises per second of running
+(COURSE_NBGRADER_NOTEBOOKS chooses others; notebook 01 must be among them).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from course_lib import classroom, ipynb  # noqa: E402
 from course_lib.run_all import CONTINUE_TAG  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GRADED = ["00", "01", "02", "04", "05"]
+# Notebooks graded here: the exercise-heavy ones that run in seconds (CI's budget); set the variable to grade
+# others too, e.g. COURSE_NBGRADER_NOTEBOOKS="00 01 02 04 05".
+GRADED = os.environ.get("COURSE_NBGRADER_NOTEBOOKS", "00 01 02 04").split()
 SHORTCUTS = {  # notebook 01's exercise -> a submission that leaves the work to the library
     "alignment": "from course_lib.contrastive import losses\n\n\ndef alignment(x, y, alpha=2.0):\n"
                  "    return losses.alignment(x, y, alpha)\n",
