@@ -41,7 +41,7 @@ os.environ.setdefault("COURSE_TIER", "smoke")
 
 # nbgrader's stub in place of each solution; the check's message adds which hint to ask for.
 c.ClearSolutions.code_stub = {"python": 'raise NotImplementedError("replace this line with your code")'}
-# Seconds per cell: the longest smoke-tier cell takes about 2 minutes on 2 CPU cores.
+# Seconds per cell, generous: the slowest smoke-tier notebook takes about 2.5 minutes in all on 2 CPU cores.
 c.Execute.timeout = 900
 '''
 

@@ -37,19 +37,21 @@ def _loop_targets(statement: ast.stmt) -> set[str]:
     return {n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)}
 
 
-def statements(code: str) -> list[tuple[set[str], set[str]]]:
-    """(global names read, names bound) of each top-level statement of a cell, in order; none for a cell that
-    does not parse (IPython magics, say)."""
+def _tables(code: str) -> list[tuple[ast.stmt, symtable.SymbolTable]]:
+    """Each top-level statement of a cell with its symbol table; none for a cell that does not parse (IPython
+    magics, say)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return []
-    found = []
-    for statement in tree.body:
-        table = symtable.symtable(ast.unparse(statement), "<cell>", "exec")
-        bound = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
-        found.append((_reads(table) - _loop_targets(statement), bound))
-    return found
+    return [(statement, symtable.symtable(ast.unparse(statement), "<cell>", "exec")) for statement in tree.body]
+
+
+def statements(code: str) -> list[tuple[set[str], set[str]]]:
+    """(global names read, names bound) of each top-level statement of a cell, in order."""
+    return [(_reads(table) - _loop_targets(statement),
+             {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()})
+            for statement, table in _tables(code)]
 
 
 def _bound(code: str) -> set[str]:
@@ -58,12 +60,8 @@ def _bound(code: str) -> set[str]:
 
 def _imported(code: str) -> set[str]:
     """Names a cell binds by its top-level imports (which a stubbed exercise cell still runs)."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return set()
-    return {(alias.asname or alias.name).split(".")[0] for node in tree.body
-            if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    return {s.get_name() for statement, table in _tables(code) if isinstance(statement, (ast.Import, ast.ImportFrom))
+            for s in table.get_symbols() if s.is_imported()}
 
 
 def dependent_cells(instructor: list[dict], student: list[dict]) -> list[int]:
@@ -71,8 +69,8 @@ def dependent_cells(instructor: list[dict], student: list[dict]) -> list[int]:
 
     instructor, student: the cells of the two versions of one notebook (the same cells, solutions stubbed in
     the second). An exercise's cells raise, and make unusable what the stub binds (but for its imports) and
-    what only the worked solution binds (unless bound before); any other cell raises from its first statement that reads an
-    unusable name, and what it binds from there on is unusable too.
+    what only the worked solution binds (unless bound before); any other cell raises from its first
+    statement that reads an unusable name, and what it binds from there on is unusable too.
     """
     unusable: set[str] = set()
     bound_so_far: set[str] = set()

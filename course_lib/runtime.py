@@ -236,7 +236,7 @@ def configure_threads(requested: int | None = None, verbose: bool = True, *, cgr
     The number: `requested`, else `COURSE_THREADS`, else `OMP_NUM_THREADS`, else torch's default capped to the
     CPUs this process may use (`allowed_cpus`). Why: torch's default counts the machine's cores, not the share a
     container or a JupyterHub gives this kernel, and threads beyond that share wait for one another at every op
-    (a notebook took 22 minutes instead of 1.6 on a shared 2-core server). Inter-op threads follow where torch
+    (one was reported to take 22 minutes instead of 1.6 on a shared 2-core server). Inter-op threads follow where torch
     still allows it (before any parallel work), so call this first. Calling again is safe.
     """
     global _torch_default_threads, _last_choice
