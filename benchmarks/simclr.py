@@ -35,7 +35,8 @@ from course_lib.contrastive.views import ViewConfig, reference_transform  # noqa
 from course_lib.data import DataIntegrityWarning, class_subset, load_cifar10  # noqa: E402
 from course_lib.contrastive.losses import nt_xent  # noqa: E402
 from course_lib.runtime import data_dir  # noqa: E402
-from course_lib.contrastive.simclr import PRESETS, SimCLRConfig, build_model, make_optimizer, make_step, train_simclr  # noqa: E402
+from course_lib.contrastive.simclr import (PRESETS, SimCLRConfig, build_learner, build_model, make_optimizer,  # noqa: E402
+                                           make_step, train_simclr)
 
 NAME = "simclr"
 
@@ -87,7 +88,8 @@ def ours_throughput(images: torch.Tensor, cfg: SimCLRConfig, device: torch.devic
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     per_epoch = len(images) // cfg.batch_size
-    step = make_step(model, make_optimizer(model, cfg), images.to(device), cfg,
+    learner = build_learner(model, cfg)
+    step = make_step(learner, make_optimizer(learner, cfg), images.to(device), cfg,
                      torch.Generator(device=device).manual_seed(cfg.seed))
     for s in range(per_epoch):  # the first epoch warms up (compilation, allocator, caches)
         step(s)

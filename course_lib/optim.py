@@ -49,9 +49,11 @@ class LARS(torch.optim.Optimizer):
 
 def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Parameter groups that decay weights (ndim > 1) by `weight_decay` and leave biases and BatchNorm
-    parameters (ndim <= 1) undecayed, the SimCLR convention; for any torch optimizer or LARS."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
+    parameters (ndim <= 1) undecayed, the SimCLR convention; for any torch optimizer or LARS. Frozen
+    parameters (requires_grad False) are left out."""
+    trainable = [p for p in model.parameters() if p.requires_grad]   # not e.g. MoCo's key encoder
+    decay = [p for p in trainable if p.ndim > 1]
+    rest = [p for p in trainable if p.ndim <= 1]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 

@@ -1,5 +1,8 @@
 """SimCLR training: device-resident data, batched views, NT-Xent, through the kit's one training run.
 
+The same trainer runs the objectives of `course_lib.contrastive.methods` (MoCo, SimSiam, ...): set
+`SimCLRConfig.method`, and everything else (data, views, network, optimiser, checkpoints) stays the same.
+
     cfg = pick(PRESETS)                                   # the preset of the current tier
     model = build_model(cfg).to(device())
     history = train_simclr(model, images, cfg, labels=labels, test_images=xt, test_labels=yt,
@@ -21,12 +24,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Mapping
 
 import torch
 import torch.nn as nn
 
 from course_lib.contrastive.evaluate import extract_features, knn_accuracy
-from course_lib.contrastive.losses import nt_xent
+from course_lib.contrastive.methods import TITLES, Learner, Method
 from course_lib.contrastive.models import ProjectionHead, SimCLRModel, build_encoder
 from course_lib.contrastive.views import ViewConfig, simclr_views
 from course_lib.optim import LARS, learning_rate, weight_decay_groups
@@ -52,7 +56,8 @@ class SimCLRConfig:
     weight_decay: float = 1e-5        # on weights only; biases and BatchNorm parameters are not decayed
     momentum: float = 0.9             # SGD / LARS momentum (AdamW uses its default betas)
     warmup_epochs: float = 10.0       # linear warmup, then cosine decay to 0 at the last step
-    temperature: float = 0.2          # NT-Xent temperature
+    temperature: float = 0.2          # NT-Xent temperature (MoCo's and i-Mix's too)
+    method: Method = Method()         # the objective: SimCLR's NT-Xent, or MoCo, SimSiam, ... (see methods)
     views: ViewConfig = ViewConfig()  # augmentation; views.size is also the evaluation resolution
     knn_every: int = 10               # epochs between kNN checks (0: only at the end)
     budget_s: float | None = None     # seconds of training: fewer steps than `epochs` if they do not fit
@@ -133,16 +138,23 @@ def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Te
     return torch.randperm(n, generator=gen).to(device)
 
 
-def make_step(model: SimCLRModel, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: SimCLRConfig,
+def build_learner(model: SimCLRModel, config: SimCLRConfig) -> Learner:
+    """`model` with what config.method adds (a key encoder and queue, a predictor), on the model's device."""
+    dev = next(model.parameters()).device
+    learner = Learner(model, config.method, config.temperature, config.batch_size, config.amp,
+                      torch.Generator().manual_seed(config.seed))
+    return learner.to(dev)
+
+
+def make_step(learner: Learner, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: SimCLRConfig,
               generator: torch.Generator):
-    """The SimCLR step as `course_lib.training` runs it: step -> {"loss"}, on the images' device.
+    """The training step as `course_lib.training` runs it: step -> {"loss"}, on the images' device.
 
     images: (N, 3, H, W) uint8 on the model's device. Step s takes batch s mod (N // batch) of its
-    epoch's shuffle, draws two views of each image, and takes one optimizer step on the NT-Xent loss.
+    epoch's shuffle, draws two views of each image, and takes one optimizer step on the method's loss.
     """
     dev, per_epoch = images.device, len(images) // config.batch_size
-    cuda = dev.type == "cuda"
-    step_model = torch.compile(model) if config.compile else model
+    step_model = torch.compile(learner.model) if config.compile else learner.model
     order: dict[int, torch.Tensor] = {}
 
     def step(s: int) -> dict[str, torch.Tensor]:
@@ -151,12 +163,10 @@ def make_step(model: SimCLRModel, optimizer: torch.optim.Optimizer, images: torc
             order.clear()
             order[epoch] = epoch_order(len(images), config.seed, epoch, dev)
         x = images[order[epoch][b * config.batch_size:(b + 1) * config.batch_size]]   # (B, 3, H, W) uint8
-        views = torch.cat([simclr_views(x, config.views, generator), simclr_views(x, config.views, generator)])
+        v1, v2 = simclr_views(x, config.views, generator), simclr_views(x, config.views, generator)
         if config.channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)                # (2B, 3, S, S)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda and config.amp):
-            _, z = step_model(views)                                                  # (2B, proj_dim)
-        loss = nt_xent(z.float(), config.temperature, impl="auto" if cuda else "torch")
+            v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))   # (B, 3, S, S)
+        loss = learner.loss(v1, v2, step_model, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -176,14 +186,15 @@ def knn_monitor(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig, labels: torch.Tensor | None = None,
                  test_images: torch.Tensor | None = None, test_labels: torch.Tensor | None = None,
                  checkpoint: str | Path | None = None, checkpoint_every_s: float = 60.0, callback=None,
-                 progress: bool = True) -> History:
-    """Train `model` with SimCLR on `images` (N, 3, H, W) uint8; returns the `course_lib.training.History`.
+                 metrics: Callable[[], Mapping[str, float]] | None = None, progress: bool = True) -> History:
+    """Train `model` with config.method (SimCLR by default) on `images` (N, 3, H, W) uint8; returns the History.
 
     Runs on the model's device; the images are copied there once. The run takes `epochs` epochs or what
     fits in `budget_s` seconds (see `course_lib.training`). With `labels` and the test set, a weighted kNN
     monitor (k=200, t=0.1, on h at views.size pixels) runs every `knn_every` epochs and at the end; its
     values are history.curve("knn"). `checkpoint`: resumed if it exists (same config), written every
     `checkpoint_every_s` seconds of training and at the end. `callback(history)` runs after each kNN check.
+    `metrics()`: more values {name: float} recorded with each kNN check (e.g. `CollapseMonitor`).
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}.")
@@ -194,20 +205,22 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
     images = images.to(dev)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    model.train()
-    optimizer = make_optimizer(model, config)
+    learner = build_learner(model, config).train()
+    optimizer = make_optimizer(learner, config)
     generator = torch.Generator(device=dev).manual_seed(config.seed)
     warmup = round(config.warmup_epochs * per_epoch)
-    monitor = None
+    monitors = [m for m in (metrics,) if m is not None]
     if labels is not None and test_images is not None and test_labels is not None:
-        monitor = functools.partial(knn_monitor, model.encoder, images, labels, test_images, test_labels, config.views.size)
+        monitors.insert(0, functools.partial(knn_monitor, model.encoder, images, labels, test_images, test_labels,
+                                             config.views.size))
     callbacks = [c for c in (LivePlot() if config.live_plot else None, callback) if c is not None]
-    run = TrainingRun(make_step(model, optimizer, images, config, generator), model=model, optimizer=optimizer,
+    run = TrainingRun(make_step(learner, optimizer, images, config, generator), model=learner, optimizer=optimizer,
                       generators=[generator], steps=config.epochs * per_epoch, budget_s=config.budget_s,
                       lr=lambda s, total: learning_rate(s, total, warmup, config.lr),
                       identity=config_identity(config, IGNORED),
-                      kind="simclr", checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s, evaluate=monitor,
-                      evaluate_every=config.knn_every * per_epoch, progress=progress, desc="SimCLR",
+                      kind="simclr", checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
+                      evaluate=(lambda: {k: v for m in monitors for k, v in m().items()}) if monitors else None,
+                      evaluate_every=config.knn_every * per_epoch, progress=progress, desc=TITLES[config.method.name],
                       callback=(lambda h: [c(h) for c in callbacks]) if callbacks else None)
     return run.train()
 
@@ -218,7 +231,7 @@ def plot_history(history: History, ax=None):
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2)) if ax is None else (ax[0].figure, ax)
     a1.plot(history.losses, lw=0.8)
-    a1.set(xlabel="step", ylabel="NT-Xent loss", title="training loss")
+    a1.set(xlabel="step", ylabel="loss", title="training loss")
     knn = [e for e in history.evals if "knn" in e]
     a2.plot([e["seconds"] / 60 for e in knn], [100 * e["knn"] for e in knn], "o-")
     a2.set(xlabel="wall-clock minutes", ylabel="kNN top-1 (%)", title=f"kNN monitor (k={KNN_K}, t=0.1)")
@@ -250,5 +263,6 @@ class LivePlot:
             self.handle.update(image)
 
 
-__all__ = ["SimCLRConfig", "PRESETS", "KNN_K", "load_data", "build_model", "make_optimizer", "epoch_order", "make_step", "knn_monitor",
+__all__ = ["SimCLRConfig", "PRESETS", "KNN_K", "load_data", "build_model", "build_learner", "make_optimizer", "epoch_order",
+           "make_step", "knn_monitor",
            "train_simclr", "plot_history", "LivePlot"]

@@ -143,7 +143,7 @@ def crop_params_from_uniforms(u_attempts: torch.Tensor, u_pos: torch.Tensor, hei
     return torch.stack([top, left, h, w], dim=1).long()
 
 
-def _draw_device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
+def draw_device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
     """Where random numbers are drawn: on the generator's device (it can draw nowhere else), else `device`."""
     if generator is not None:
         return generator.device
@@ -157,7 +157,7 @@ def random_resized_crop_params(n: int, height: int, width: int, scale=(0.08, 1.0
 
     Drawn on the generator's device; without a generator, from torch's global RNG on `device` (CPU).
     """
-    dev = _draw_device(generator, device)
+    dev = draw_device(generator, device)
     u_attempts = torch.rand(n, attempts, 2, generator=generator, device=dev)
     u_pos = torch.rand(n, 2, generator=generator, device=dev)
     return crop_params_from_uniforms(u_attempts, u_pos, height, width, scale, ratio)
@@ -203,7 +203,7 @@ def draw_view_params(n: int, height: int, width: int, config: ViewConfig = ViewC
     [-h, h] (hue), as in torchvision.
     """
     cfg = config.effective()
-    dev = _draw_device(generator, device)
+    dev = draw_device(generator, device)
     boxes = random_resized_crop_params(n, height, width, cfg.scale, cfg.ratio, generator, device=dev)
     u = torch.rand(n, 7, generator=generator, device=dev)
     # Column by column with Python bounds: a tensor of bounds would be a host-to-device copy on a GPU.
@@ -297,4 +297,4 @@ def reference_views(x: torch.Tensor, config: ViewConfig = ViewConfig(), generato
 
 __all__ = ["ViewConfig", "check_images", "simclr_views", "reference_views", "reference_transform", "draw_view_params",
            "apply_view_params", "random_resized_crop_params", "crop_params_from_uniforms", "crop_sizes_from_uniforms",
-           "batched_flip", "crop_flip_grid"]
+           "batched_flip", "crop_flip_grid", "draw_device"]
