@@ -180,6 +180,7 @@ def test_image_array_scales_each_image_for_imshow():
 def _explorers(data, tmp_path, monkeypatch):
     """One small instance of each explorer of the course, and a change of state for each."""
     from course_lib.explore.adaptation import AdaptationExplorer
+    from course_lib.explore.spectrum import SpectrumExplorer
     from course_lib.explore.temperature import TemperatureExplorer
     from course_lib.explore.views import ViewExplorer
     from course_lib.meta.models import SinusoidMLP
@@ -190,10 +191,13 @@ def _explorers(data, tmp_path, monkeypatch):
     temperature = TemperatureExplorer(temperatures=(0.1, 1.0))
     views = ViewExplorer(images[:3], seed=1)
     adaptation = AdaptationExplorer({"a": SinusoidMLP(8)}, inner_lr=0.01, max_steps=3, max_shots=6, inner_steps=0, shots=3)
+    spectrum = SpectrumExplorer({"spread": [(1, torch.ones(4)), (2, torch.ones(4))],
+                                 "collapsing": [(1, torch.ones(4)), (2, torch.tensor([1.0, 0, 0, 0]))]})
     return [(embedding, lambda: setattr(embedding.view_picker, "value", "SimCLR")),
             (temperature, lambda: temperature.set(1, 0.05)),
             (views, lambda: views.sliders["strength"].__setattr__("value", 2.0)),
-            (adaptation, lambda: adaptation.set(inner_steps=3))]
+            (adaptation, lambda: adaptation.set(inner_steps=3)),
+            (spectrum, lambda: spectrum.set(0.0))]
 
 
 def test_every_explorer_is_one_output_whose_figure_updates_in_place(data, tmp_path, monkeypatch):
@@ -350,3 +354,89 @@ def test_a_displayed_explorer_is_one_output_under_the_inline_backend(data, tmp_p
         InteractiveShell.clear_instance()
         matplotlib.interactive(False)
         matplotlib.use("Agg")
+
+
+def _spectrum_runs():
+    """Two hand-made runs: one flat (4 equal values, rank 4) that collapses to [1, 0, 0, 0] (rank 1), one that
+    stays flat over fewer, different steps."""
+    flat, point = torch.ones(4), torch.tensor([1.0, 0.0, 0.0, 0.0])
+    return {"alignment only": [(0, flat), (10, torch.tensor([3.0, 1.0, 0.0, 0.0])), (20, point)],
+            "SimSiam": [(0, 2 * flat), (40, 5 * flat)]}
+
+
+def test_spectrum_at_normalises_and_ranks_each_run():
+    from course_lib.explore.spectrum import rank_curves, spectrum_at
+
+    start, end = spectrum_at(_spectrum_runs(), 0.0), spectrum_at(_spectrum_runs(), 1.0)
+    assert start["alignment only"].step == 0 and start["alignment only"].effective_rank == pytest.approx(4)
+    assert start["SimSiam"].spectrum.tolist() == [0.25] * 4  # normalised to sum 1, whatever the scale
+    assert (end["alignment only"].step, end["SimSiam"].step) == (20, 40)  # each run's own end
+    assert end["alignment only"].spectrum.tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert end["alignment only"].effective_rank == pytest.approx(1)
+    middle = spectrum_at(_spectrum_runs(), 0.5)  # halfway: 10 of 20; SimSiam's 20 lies midway between 0 and 40, the earlier wins
+    assert (middle["alignment only"].step, middle["SimSiam"].step) == (10, 0)
+    assert middle["alignment only"].effective_rank == pytest.approx(4 / 3 ** 0.75)  # exp(H([3/4, 1/4]))
+    assert spectrum_at(_spectrum_runs(), 0.74)["SimSiam"].step == 40  # nearest: 29.6 is nearer 40 than 0
+    steps, ranks = rank_curves(_spectrum_runs())["alignment only"]
+    assert steps == [0, 10, 20] and ranks == pytest.approx([4, 4 / 3 ** 0.75, 1])
+
+
+def test_spectrum_explorer_slider_moves_figure_and_status(monkeypatch):
+    import base64
+
+    import IPython.display
+
+    from course_lib.explore.spectrum import SpectrumExplorer
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.append((objs, kw)))
+    explorer = SpectrumExplorer(_spectrum_runs(), progress=0.0)
+    assert explorer.slider.step == 0.5  # 3 snapshots at most: stops at 0, 50% and 100%
+    assert "effective rank 4 of 4, not collapsed" in explorer.status.value
+    explorer._ipython_display_()
+    assert len(shown) == 1 and shown[0][1] == {"raw": True}
+    png = base64.b64decode(shown[0][0][0]["image/png"])
+    assert base64.b64decode(explorer.output.outputs[0]["data"]["image/png"]) == png
+    explorer.slider.value = 1.0  # what the slider does
+    assert explorer.progress == 1.0 and len(shown) == 1 and len(explorer.output.outputs) == 1
+    assert base64.b64decode(explorer.output.outputs[0]["data"]["image/png"]) != png  # replaced in place
+    assert "<b>alignment only</b> at step 20: effective rank 1 of 4, <b>collapsed</b>" in explorer.status.value
+    assert "<b>SimSiam</b> at step 40: effective rank 4 of 4, not collapsed" in explorer.status.value
+    left, right = explorer.draw().axes
+    assert left.get_yscale() == "log" and len(left.lines) == 2
+    assert [t.get_text() for t in left.get_legend().get_texts()] == [
+        "alignment only (step 20): effective rank 1", "SimSiam (step 40): effective rank 4"]
+    markers = [line for line in right.lines if line.get_marker() == "o"]
+    assert [(list(m.get_xdata()), list(m.get_ydata())) for m in markers] == [([20], [pytest.approx(1)]),
+                                                                             ([40], [pytest.approx(4)])]
+    explorer.set(0.5)
+    assert explorer.slider.value == 0.5 and "at step 10" in explorer.status.value
+    with pytest.raises(ValueError, match="fraction of training in \\[0, 1\\]"):
+        explorer.set(1.5)
+
+
+def test_spectrum_figure_needs_no_ipywidgets(monkeypatch):
+    import sys
+
+    from course_lib.explore.spectrum import spectrum_figure
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # any import of it now fails
+    fig = spectrum_figure(_spectrum_runs(), 0.5)
+    assert len(fig.axes) == 2 and figure_png(fig)[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("runs, words", [
+    ({}, "runs is empty"),
+    ({"a": []}, "run 'a' has no snapshots"),
+    ({"a": [(0, torch.ones(2, 3))]}, "non-empty 1-D tensor of singular values \\(k,\\), got shape \\(2, 3\\)"),
+    ({"a": [(0, torch.ones(3)), (0, torch.ones(3))]}, "steps must increase, got step 0 after step 0"),
+    ({"a": [(0, torch.tensor([1.0, float("nan")]))]}, "finite and >= 0"),
+    ({"a": [(0,)]}, "expected a pair \\(step, singular values\\)"),
+])
+def test_spectrum_explorer_explains_bad_runs(runs, words):
+    from course_lib.explore.spectrum import SpectrumExplorer, spectrum_at
+
+    with pytest.raises(ValueError, match=words):
+        spectrum_at(runs, 0.5)
+    with pytest.raises(ValueError, match=words):
+        SpectrumExplorer(runs)

@@ -19,6 +19,7 @@ named after it:
     episodes      06  sample_episode
     omniglot      06  protonet_logits, accuracy_ci95, self_check_06
     label_free    07  nt_xent_as_episodes, prototype_logits, umtra_task, supcon (optional), self_check_07
+    beyond        08  enqueue, momentum_update, simsiam_loss, self_check_08
 
 `quiz` makes the self-checks (a dict of multiple-choice and numeric answers, checked the same way).
 `framework` runs a learner's function against each exercise's independent reference and says what
@@ -26,11 +27,12 @@ differs; `solutions` prints the worked solutions, which `python -m course_lib.as
 from the instructor notebooks into solutions.json (the checks never read it).
 """
 
-from course_lib.checks import (autopsy, catches, episodes, fused_kernel, label_free, loss_math, maml, meta_updates,
+from course_lib.checks import (autopsy, beyond, catches, episodes, fused_kernel, label_free, loss_math, maml, meta_updates,
                                omniglot, simclr, simclr_step, start_here, views)
 from course_lib.checks.framework import (REGISTRY, Case, CheckFailed, Exercise, Result, UnknownExercise, check,
                                          hint, run)
 from course_lib.checks.autopsy import *  # noqa: F401,F403
+from course_lib.checks.beyond import *  # noqa: F401,F403
 from course_lib.checks.catches import *  # noqa: F401,F403
 from course_lib.checks.episodes import *  # noqa: F401,F403
 from course_lib.checks.fused_kernel import *  # noqa: F401,F403
@@ -49,5 +51,5 @@ __all__ = [
     "CheckFailed", "Case", "Exercise", "Result", "REGISTRY", "UnknownExercise", "check", "hint", "run", "solution",
     *start_here.__all__, *loss_math.__all__, *autopsy.__all__, *catches.__all__, *views.__all__, *simclr.__all__,
     *simclr_step.__all__, *fused_kernel.__all__, *maml.__all__, *meta_updates.__all__, *episodes.__all__,
-    *omniglot.__all__, *label_free.__all__,
+    *omniglot.__all__, *label_free.__all__, *beyond.__all__,
 ]

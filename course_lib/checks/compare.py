@@ -70,4 +70,21 @@ def compare_outputs(got: Any, want: Any, rtol: float, atol: float) -> str | None
     return None
 
 
-__all__ = ["compare_outputs", "flatten"]
+def gradient_problem(got_grads: list, want_grads: list, rtol: float, atol: float) -> str | None:
+    """None if the learner's gradients w.r.t. each input match the reference's, else what differs."""
+    for k, (g, w) in enumerate(zip(got_grads, want_grads)):
+        if w is None:   # the reference treats this input as a constant (e.g. a stop-gradient)
+            if g is not None and bool((g != 0).any()):
+                return (f"a gradient reaches input {k}, where none should: it enters as a constant, a stop-gradient "
+                        "(.detach()).")
+            continue
+        if g is None:
+            return (f"no gradient reaches input {k}: something detaches the computation "
+                    "(.detach(), .item(), .numpy(), torch.no_grad or a new tensor built from values).")
+        problem = compare_outputs(g, w, rtol, atol)
+        if problem is not None:
+            return f"the values match but the gradient w.r.t. input {k} does not: {problem}"
+    return None
+
+
+__all__ = ["compare_outputs", "flatten", "gradient_problem"]

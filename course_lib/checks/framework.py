@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from course_lib.checks import graded
-from course_lib.checks.compare import compare_outputs, flatten
+from course_lib.checks.compare import compare_outputs, flatten, gradient_problem
 
 # Frames from inside the kit (course_lib/) or torch are not the learner's code.
 _KIT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -209,17 +209,7 @@ def run(exercise: Exercise, learner_fn: Callable, seed: int | None = None) -> Re
         compare = exercise.compare or (lambda g, w: compare_outputs(g, w, exercise.rtol, exercise.atol))
         problem = compare(got, want)
         if problem is None and case.grad:
-            for k, (g, w) in enumerate(zip(got_grads, want_grads)):
-                if w is None:
-                    continue
-                if g is None:
-                    problem = (f"no gradient reaches input {k}: something detaches the computation "
-                               "(.detach(), .item(), .numpy(), torch.no_grad or a new tensor built from values).")
-                    break
-                problem = compare_outputs(g, w, exercise.rtol, exercise.atol)
-                if problem is not None:
-                    problem = f"the values match but the gradient w.r.t. input {k} does not: {problem}"
-                    break
+            problem = gradient_problem(got_grads, want_grads, exercise.rtol, exercise.atol)
         if problem is not None:
             return Result(exercise.name, False, f"{prefix}: {problem}{_diagnosis(exercise, learner_fn, seed)}", done)
         done.append(case.name)
