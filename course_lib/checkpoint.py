@@ -124,6 +124,7 @@ def rng_state(*generators: torch.Generator) -> dict:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "generators": [g.get_state() for g in generators],
+        "generator_devices": [g.device.type for g in generators],   # a CUDA state does not fit a CPU generator
     }
 
 
@@ -132,18 +133,27 @@ def set_rng_state(state: dict, *generators: torch.Generator) -> None:
 
     Works whatever `map_location` the checkpoint was loaded with: RNG states are CPU byte tensors,
     so any that were mapped to a GPU are brought back first. Nothing is changed if the number of
-    generators does not match.
+    generators or their device types (CPU, CUDA) do not match. CUDA states are restored on the GPUs
+    that are visible, as many as both have.
     """
     if len(generators) != len(state["generators"]):
         raise CheckpointError(
             f"the checkpoint saved {len(state['generators'])} generator state(s) but {len(generators)} were given to restore."
         )
+    saved = state.get("generator_devices") or [None] * len(generators)   # absent in older checkpoints
+    for g, device_type, s in zip(generators, saved, state["generators"]):
+        if device_type not in (None, g.device.type) or s.numel() != g.get_state().numel():
+            raise CheckpointError(
+                f"this checkpoint's random state was written by a run on {device_type or 'another device type'}, and "
+                f"this run draws on {g.device.type}: a run resumes exactly only on the device type it started on. "
+                "Continue it there, or start a fresh run here (another checkpoint path, or delete the file).")
     random.setstate(state["python"])
     keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state(("MT19937", keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"].cpu())
-    if torch.cuda.is_available() and state["cuda"]:
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if torch.cuda.is_available():
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
     for g, s in zip(generators, state["generators"]):
         g.set_state(s.cpu())
 

@@ -179,6 +179,8 @@ class TrainingRun:
                 "run, use its config; to start a new one, choose another checkpoint path or delete the file.")
         try:
             self._restore(state)
+        except CheckpointError:
+            raise
         except (RuntimeError, ValueError, KeyError) as exc:  # e.g. a network of another width
             raise CheckpointError(
                 f"{self.checkpoint} does not fit this model or optimizer ({' '.join(str(exc).split())[:300]}). "

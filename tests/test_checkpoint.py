@@ -89,3 +89,51 @@ def test_atomic_write_is_all_or_nothing_and_keeps_the_file_mode(tmp_path):
     with atomic_write(tmp_path / "sub" / "fresh.bin") as fh:  # a new file in a new folder: created, mode 0644
         fh.write(b"x")
     assert ((tmp_path / "sub" / "fresh.bin").stat().st_mode & 0o777) == 0o644
+
+
+def _cuda_like(state: dict) -> dict:
+    """`state` as a run on a GPU writes it: its generator's state is a CUDA one (16 bytes, not a CPU's 5,056)."""
+    return {**state, "generators": [torch.zeros(16, dtype=torch.uint8)], "generator_devices": ["cuda"]}
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["device recorded", "older checkpoint, no device"])
+def test_a_gpu_runs_random_state_is_refused_on_a_cpu_and_nothing_changes(older):
+    gen = torch.Generator().manual_seed(5)
+    state = _cuda_like(rng_state(gen))
+    if older:
+        del state["generator_devices"]
+    torch.manual_seed(11)
+    before, gen_before = torch.get_rng_state(), gen.get_state()
+    with pytest.raises(CheckpointError, match="resumes exactly only on the device type it started on"):
+        set_rng_state(state, gen)
+    assert torch.equal(torch.get_rng_state(), before) and torch.equal(gen.get_state(), gen_before)
+
+
+def test_a_run_written_on_a_gpu_and_resumed_on_a_cpu_says_so(tmp_path):
+    """The Colab case: a checkpoint from a CUDA runtime, resumed after switching to a CPU runtime."""
+    from dataclasses import replace
+
+    from course_lib.contrastive.simclr import train_simclr
+    from tests.test_simclr import TINY, data, fresh_model
+
+    images, _ = data()
+    cfg = replace(TINY, epochs=1)
+    train_simclr(fresh_model(), images, cfg, checkpoint=tmp_path / "gpu.pt", progress=False)
+    payload = load_checkpoint(tmp_path / "gpu.pt", "simclr")
+    payload["rng"] = _cuda_like(payload["rng"])
+    payload["history"]["total_steps"] = 10   # unfinished, so that it resumes
+    torch.save(payload, tmp_path / "gpu.pt")
+    with pytest.raises(CheckpointError, match="written by a run on cuda, and this run draws on cpu"):
+        train_simclr(fresh_model(), images, cfg, checkpoint=tmp_path / "gpu.pt", progress=False)
+
+
+def test_cuda_states_are_restored_on_the_gpus_that_are_visible(monkeypatch):
+    """A checkpoint from 2 GPUs resumed where 1 is visible: the first state is restored, no error."""
+    gen = torch.Generator().manual_seed(5)
+    state = {**rng_state(gen), "cuda": [torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)]}
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, index: restored.append((index, s.tolist())))
+    set_rng_state(state, gen)
+    assert restored == [(0, [1])]
