@@ -118,7 +118,10 @@ class TrainingRun:
             raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
         if budget_s is not None and not budget_s > 0:
             raise ValueError(f"budget_s must be a number of seconds > 0 (or None for no budget), got {budget_s!r}.")
-        self.step_fn, self.model, self.optimizer, self.generators = step, model, optimizer, list(generators)
+        self.step_fn, self.optimizer, self.generators = step, optimizer, list(generators)
+        # A torch.compile'd model's state_dict prefixes every key with "_orig_mod.": save and load the module
+        # itself, so that a checkpoint resumes into the plain model too (the two share their parameters).
+        self.model = getattr(model, "_orig_mod", model)
         self.max_steps, self.budget_s, self.lr, self.kind = steps, budget_s, lr, kind
         self.identity = dict(identity or {})
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None

@@ -137,3 +137,23 @@ def test_cuda_states_are_restored_on_the_gpus_that_are_visible(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, index: restored.append((index, s.tolist())))
     set_rng_state(state, gen)
     assert restored == [(0, [1])]
+
+
+def test_a_compiled_model_checkpoints_the_module_itself_and_resumes_into_a_plain_one(tmp_path):
+    """torch.compile wraps a model whose state_dict keys start with "_orig_mod."; the checkpoint must not."""
+    from dataclasses import replace
+
+    from course_lib.contrastive.simclr import train_simclr
+    from tests.test_simclr import TINY, data, fresh_model
+
+    images, _ = data()
+    cfg = replace(TINY, epochs=1)
+    compiled = torch.compile(fresh_model())     # compiles lazily: train_simclr runs its module
+    first = train_simclr(compiled, images, cfg, checkpoint=tmp_path / "c.pt", progress=False)
+    keys = load_checkpoint(tmp_path / "c.pt", "simclr")["model"].keys()
+    assert not any("_orig_mod" in k for k in keys) and any(k.startswith("model.encoder.") for k in keys)
+    plain = fresh_model()
+    again = train_simclr(plain, images, cfg, checkpoint=tmp_path / "c.pt", progress=False)   # finished: loaded
+    assert again.per_step == first.per_step
+    for a, b in zip(compiled._orig_mod.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(a, b)

@@ -198,6 +198,7 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}.")
+    model = getattr(model, "_orig_mod", model)   # a torch.compile'd model: train its module (config.compile compiles)
     per_epoch = len(images) // config.batch_size
     if per_epoch == 0:
         raise ValueError(f"{len(images)} images is less than one batch of {config.batch_size}; lower batch_size.")
