@@ -52,7 +52,8 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, size: int | None 
     out = []
     try:
         for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(dev, non_blocking=True)
+            # Asynchronous only toward a GPU: a non-blocking copy to the CPU could be read before it lands.
+            x = images[start:start + batch_size].to(dev, non_blocking=dev.type == "cuda")
             x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 out.append(encoder(_resize(x, size)).float())
