@@ -154,3 +154,28 @@ def test_every_plan_fits_its_moco_queue_and_grid():
     for name, plan in PLANS.items():
         assert plan.queue_size % (2 * plan.small_batch) == 0, name
         assert len(plan.mix_seeds) >= 2 and plan.temperatures and plan.batches, name
+
+
+@pytest.mark.parametrize("method", [Method(), Method("moco", queue_size=48), Method("simsiam"), Method("alignment"),
+                                    Method("imix", mix="mixup")], ids=lambda m: m.name)
+def test_a_training_step_never_reads_values_to_validate_them(method, monkeypatch):
+    """On a GPU, torch.isfinite(z).all() in a loss makes the CPU wait for every step; the run checks the loss."""
+    def isfinite(*args, **kwargs):
+        raise AssertionError("torch.isfinite in a training step: one host sync per step on a GPU")
+
+    cfg = replace(TINY, method=method, epochs=1)
+    model, (images, _) = fresh_model(cfg), data()
+    monkeypatch.setattr(torch, "isfinite", isfinite)
+    history = train_simclr(model, images, cfg, progress=False)
+    assert len(history.losses) == 3
+
+
+def test_skip_finite_check_is_scoped_and_direct_calls_still_check():
+    from course_lib.contrastive.losses import nt_xent, skip_finite_check
+
+    z = torch.randn(8, 4)
+    z[0, 0] = float("nan")
+    with skip_finite_check():
+        assert torch.isnan(nt_xent(z, 0.5))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        nt_xent(z, 0.5)

@@ -13,6 +13,8 @@ temperature of 0.01 (logits up to 100) never overflows, even in bfloat16.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
 from numbers import Real
@@ -21,6 +23,22 @@ import torch
 import torch.nn.functional as F
 
 IMPLS = ("auto", "torch", "triton")
+_CHECK_FINITE = contextvars.ContextVar("course_lib_check_finite", default=True)
+
+
+@contextlib.contextmanager
+def skip_finite_check():
+    """Inside, `validate_embeddings` skips its NaN/inf check (shapes and dtypes are still checked).
+
+    For a training step: the check reads the tensor's values, so on a GPU the CPU would wait for the
+    device at every call, and the training run (`course_lib.training`) checks the loss itself, once per
+    read of the per-step values. Direct calls keep the check and its message.
+    """
+    token = _CHECK_FINITE.set(False)
+    try:
+        yield
+    finally:
+        _CHECK_FINITE.reset(token)
 
 
 def validate_temperature(temperature: float) -> float:
@@ -58,7 +76,7 @@ def validate_embeddings(z: torch.Tensor, name: str = "z", paired: bool = True) -
             f"{name} must hold 2N rows, the two views of N images (rows i and i + N are a pair), "
             f"got {rows} rows. Concatenate both views: z = torch.cat([z1, z2]) with z1, z2 of shape (N, D)."
         )
-    if not torch.isfinite(z).all():
+    if _CHECK_FINITE.get() and not torch.isfinite(z).all():
         bad = (~torch.isfinite(z)).any(dim=1).nonzero().flatten()[:5].tolist()
         raise ValueError(
             f"{name} contains NaN or inf (first bad rows: {bad}). The encoder has probably diverged: "
@@ -181,5 +199,5 @@ def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
 
 __all__ = [
     "nt_xent", "nt_xent_reference", "info_nce", "supcon", "alignment", "uniformity",
-    "positive_index", "validate_embeddings", "validate_temperature",
+    "positive_index", "validate_embeddings", "validate_temperature", "skip_finite_check",
 ]
