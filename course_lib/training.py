@@ -173,7 +173,9 @@ class TrainingRun:
         """Load the checkpoint if there is one (refusing another config's); returns whether it was loaded."""
         if self.checkpoint is None or not self.checkpoint.is_file():
             return False
-        state = load_checkpoint(self.checkpoint, kind=self.kind, map_location=next(self.model.parameters()).device)
+        # On the CPU: load_state_dict copies weights to where they live and moves the optimizer's state next to
+        # its parameters, except Adam's step counts, which belong on the CPU (on a GPU each read would sync).
+        state = load_checkpoint(self.checkpoint, kind=self.kind, map_location="cpu")
         saved = state.get("config")
         if saved != self.identity:
             difference = describe_difference(saved, self.identity) if isinstance(saved, dict) else "no config saved"

@@ -337,3 +337,11 @@ def test_benchmark_quick_runs_and_records_both_variants(tmp_path):
     diffs = [r["value"] for r in records if r["metric"] == "loss_rel_diff_vs_naive" and r["dtype"] == "fp32"]
     assert diffs and diffs[0] < 1e-5
     assert all(r["interpreter"] == (not CUDA) for r in records)
+
+
+def test_kernels_launch_on_the_device_of_their_input():
+    """Triton launches on the current CUDA device: a z on cuda:1 must make cuda:1 current (built, not entered)."""
+    context = kt.launch_device(torch.device("cuda", 1))
+    assert isinstance(context, torch.cuda.device) and context.idx == 1
+    with kt.launch_device(torch.device("cpu")):   # the interpreter: nothing to switch
+        pass

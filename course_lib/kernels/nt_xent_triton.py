@@ -26,6 +26,7 @@ every bf16/fp16 value is an fp32 value); the low-precision tensor-core path runs
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 
 import torch
@@ -173,6 +174,12 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return FP32_DOT_PRECISION if dtype == torch.float32 else "ieee"  # ignored for bf16/fp16 tiles
 
 
+def launch_device(device: torch.device):
+    """A context that makes `device` current for a launch: Triton launches on the current CUDA device, so a z
+    on cuda:1 needs cuda:1 current (on the CPU, under the interpreter, nothing to do)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _kernel_input(zn: torch.Tensor) -> torch.Tensor:
     """zn, contiguous; fp32 under the interpreter (see the module docstring)."""
     if INTERPRETED and zn.dtype != torch.float32:
@@ -187,11 +194,12 @@ def lse_forward(zn: torch.Tensor, temperature: float, config: LaunchConfig | Non
     cfg = config or launch_config(dim, z.dtype)
     lse = torch.empty(rows, dtype=torch.float32, device=z.device)
     grid = (triton.cdiv(rows, cfg.block_m),)
-    _lse_fwd_kernel[grid](
-        z, lse, rows, dim, z.stride(0), 1.0 / temperature,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
-        DOT_PRECISION=_dot_precision(z.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
+    with launch_device(z.device):
+        _lse_fwd_kernel[grid](
+            z, lse, rows, dim, z.stride(0), 1.0 / temperature,
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
+            DOT_PRECISION=_dot_precision(z.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
     return lse
 
 
@@ -203,12 +211,14 @@ def lse_backward(zn: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor, temper
     cfg = config or launch_config(dim, z.dtype)
     dz = torch.empty(rows, dim, dtype=torch.float32, device=z.device)
     grid = (triton.cdiv(rows, cfg.block_m), triton.cdiv(dim, cfg.block_d))
-    _lse_bwd_kernel[grid](
-        z, lse.contiguous(), dlse.contiguous(), dz, rows, dim, z.stride(0), dz.stride(0), 1.0 / temperature,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
-        DOT_PRECISION=_dot_precision(z.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
+    with launch_device(z.device):
+        _lse_bwd_kernel[grid](
+            z, lse.contiguous(), dlse.contiguous(), dz, rows, dim, z.stride(0), dz.stride(0), 1.0 / temperature,
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_D=cfg.block_d,
+            DOT_PRECISION=_dot_precision(z.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
     return dz
 
 
-__all__ = ["FP32_DOT_PRECISION", "INTERPRETED", "LaunchConfig", "launch_config", "lse_forward", "lse_backward"]
+__all__ = ["FP32_DOT_PRECISION", "INTERPRETED", "LaunchConfig", "launch_config", "launch_device", "lse_forward",
+           "lse_backward"]
