@@ -305,3 +305,11 @@ def test_images_with_nan_are_refused_not_augmented():
     x[2, 1, 3, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         simclr_views(x)
+
+
+def test_notebook_02_times_no_more_images_than_its_test_split_holds():
+    """Its timing slices the 10,000 test images: a larger n_batched timed empty batches and overstated the rate."""
+    from course_lib.lessons import VIEWS_LESSON_PRESETS
+
+    for tier, cfg in VIEWS_LESSON_PRESETS.items():
+        assert cfg.n_batched <= 10_000 and cfg.n_reference <= 10_000, tier
