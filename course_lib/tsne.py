@@ -36,9 +36,8 @@ NO_PROGRESS_ITERS = 300  # stop after this many steps without a lower KL (sklear
 # GPU busy; on a CPU, blocks that fit in the cache run several times faster than whole N x N passes.
 CHUNK_BYTES = {"cuda": 256 * 2**20, "cpu": 4 * 2**20}
 
-# On a CPU the exact O(N^2) torch path beats sklearn's Barnes-Hut only for small N (benchmarks/results/tsne-cpu.json,
-# `benchmarks/tsne.py --threads 1`, shared 2-core machine): N=300 torch 0.9 s vs sklearn 1.8 s; N=500 3.2 s each
-# (another run: 8.5 s vs 6.5 s); N=1000 18.1 s vs 9.4 s. So `auto` runs torch on a CPU up to 300 points only.
+# On a CPU the exact O(N^2) torch path beats sklearn's Barnes-Hut only for small N (tsne-cpu.json, 1 thread, shared
+# 2-core machine): N=300 torch 0.9 s vs 1.8 s; N=500 3.2 s each (another run 8.5 vs 6.5 s); N=1000 18.1 vs 9.4 s.
 CPU_TORCH_MAX_POINTS = 300
 
 _MEMORY_CACHE: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -67,10 +66,17 @@ def _collapsed(x: torch.Tensor) -> bool:
     return bool((x - x[:1]).abs().amax() <= 1e-6 * x.abs().amax().clamp_min(1e-30))
 
 
-def choose_impl(n_points: int, device: torch.device) -> str:
-    """What `impl="auto"` runs: torch on a GPU; on a CPU torch only up to CPU_TORCH_MAX_POINTS."""
+def torch_tsne_bytes(n_points: int) -> int:
+    """GPU memory the exact torch path holds at once: P (an N x N float32 matrix) and about two row blocks."""
+    return 4 * n_points * n_points + 2 * CHUNK_BYTES["cuda"]
+
+
+def choose_impl(n_points: int, device: torch.device, free_bytes: int | None = None) -> str:
+    """What `impl="auto"` runs: on a GPU torch if it fits in 80% of the free memory (`free_bytes`, by default
+    asked of CUDA), else sklearn (Barnes-Hut, O(N) memory); on a CPU torch only up to CPU_TORCH_MAX_POINTS."""
     if device.type == "cuda":
-        return "torch"
+        free = torch.cuda.mem_get_info(device)[0] if free_bytes is None else free_bytes
+        return "torch" if torch_tsne_bytes(n_points) <= 0.8 * free else "sklearn"
     return "torch" if n_points <= CPU_TORCH_MAX_POINTS else "sklearn"
 
 
@@ -81,15 +87,8 @@ def _key(x: torch.Tensor, **params) -> str:
     return digest.hexdigest()[:32]
 
 
-def tsne(
-    x: torch.Tensor | np.ndarray,
-    perplexity: float = 30.0,
-    impl: str = "auto",
-    seed: int = 0,
-    max_iter: int = 1000,
-    cache: bool = True,
-    disk_cache: bool = False,
-) -> torch.Tensor:
+def tsne(x: torch.Tensor | np.ndarray, perplexity: float = 30.0, impl: str = "auto", seed: int = 0,
+         max_iter: int = 1000, cache: bool = True, disk_cache: bool = False) -> torch.Tensor:
     """A 2-D t-SNE map of `x`.
 
     x: (N, D) floating features (tensor or array), N >= 3 * perplexity.
@@ -109,6 +108,10 @@ def tsne(
                       "Check the encoder (uniformity, effective rank) before reading a map.", stacklevel=2)
         return torch.zeros(x.shape[0], 2, device=x.device)
     chosen = choose_impl(x.shape[0], x.device) if impl == "auto" else impl
+    if impl == "torch" and x.device.type == "cuda" and choose_impl(x.shape[0], x.device) != "torch":
+        raise MemoryError(f"the exact t-SNE of {x.shape[0]:,} points needs {torch_tsne_bytes(x.shape[0]) / 2**30:.1f} GiB "
+                          "of GPU memory (its N x N matrix), more than 80% of what is free: use impl='auto' or "
+                          "'sklearn' (Barnes-Hut, O(N) memory), or map fewer points.")
     key = _key(x, perplexity=float(perplexity), impl=chosen, seed=seed, max_iter=max_iter,
                device=x.device.type if chosen == "torch" else "cpu")
     if cache and key in _MEMORY_CACHE:
@@ -153,8 +156,8 @@ def tsne_sklearn(x: torch.Tensor, perplexity: float = 30.0, seed: int = 0, max_i
     """The reference: sklearn.manifold.TSNE(init="pca", learning_rate="auto"), Barnes-Hut. (N, 2) float32."""
     from sklearn.manifold import TSNE
 
-    model = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                 max_iter=max_iter, random_state=seed)
+    model = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", max_iter=max_iter,
+                 random_state=seed)
     y = model.fit_transform(x.detach().cpu().double().numpy())
     return torch.from_numpy(np.ascontiguousarray(y)).float()
 
@@ -189,8 +192,7 @@ def joint_probabilities(x: torch.Tensor, perplexity: float, n_neighbours: int | 
         d = d.double()  # float64 keeps the entropy exact enough for tol
         d = d - d[:, :1]  # p_{j|i} is unchanged by a per-row shift; exp() cannot underflow to all zeros
         beta = torch.ones(len(idx), 1, dtype=torch.float64, device=x.device)
-        lo = torch.full_like(beta, -float("inf"))
-        hi = torch.full_like(beta, float("inf"))
+        lo, hi = torch.full_like(beta, -float("inf")), torch.full_like(beta, float("inf"))
         for step in range(steps):
             p = torch.exp(-d * beta)
             s = p.sum(1, keepdim=True)
@@ -222,10 +224,8 @@ def kl_gradient(y: torch.Tensor, P: torch.Tensor, compute_error: bool = False) -
     """
     n = y.shape[0]
     y1 = torch.cat([y, torch.ones_like(y[:, :1])], 1)  # (N, 3): one matmul gives sum_j m_ij y_j and sum_j m_ij
-    A = torch.empty_like(y)
-    B = torch.empty_like(y)
-    z = y.new_zeros(())
-    p_log_w = y.new_zeros(())
+    A, B = torch.empty_like(y), torch.empty_like(y)
+    z, p_log_w = y.new_zeros(()), y.new_zeros(())
     rows = _row_chunk(n, y.device)
     for start in range(0, n, rows):
         yb, pb = y[start:start + rows], P[start:start + rows]
@@ -296,5 +296,5 @@ def tsne_torch(x: torch.Tensor, perplexity: float = 30.0, max_iter: int = 1000) 
     return y
 
 
-__all__ = ["tsne", "tsne_sklearn", "tsne_torch", "choose_impl", "clear_cache", "joint_probabilities",
-           "kl_gradient", "pca_init", "CPU_TORCH_MAX_POINTS"]
+__all__ = ["tsne", "tsne_sklearn", "tsne_torch", "choose_impl", "torch_tsne_bytes", "clear_cache",
+           "joint_probabilities", "kl_gradient", "pca_init", "CPU_TORCH_MAX_POINTS"]

@@ -108,7 +108,10 @@ def test_auto_choice_follows_device_and_size():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert T.choose_impl(T.CPU_TORCH_MAX_POINTS, cpu) == "torch"
     assert T.choose_impl(T.CPU_TORCH_MAX_POINTS + 1, cpu) == "sklearn"
-    assert T.choose_impl(100_000, cuda) == "torch"
+    # On a GPU, torch where P (4 N^2 bytes) fits in 80% of the free memory, else sklearn: 10 GB at 50,000 points
+    assert T.choose_impl(100_000, cuda, free_bytes=80 * 2**30) == "torch"
+    assert T.choose_impl(50_000, cuda, free_bytes=8 * 2**30) == "sklearn"
+    assert T.torch_tsne_bytes(50_000) >= 10 * 10**9
 
 
 def _count_runs(monkeypatch):
