@@ -313,3 +313,18 @@ def test_notebook_02_times_no_more_images_than_its_test_split_holds():
 
     for tier, cfg in VIEWS_LESSON_PRESETS.items():
         assert cfg.n_batched <= 10_000 and cfg.n_reference <= 10_000, tier
+
+
+def test_seeded_reference_views_leave_every_gpu_generator_alone(monkeypatch):
+    """fork_rng(devices=[]) forks the CPU generator only, so a torch.manual_seed inside it reseeded the GPUs."""
+    from course_lib.checks.meta_updates import _model
+
+    def reseeds_gpus(seed):
+        raise AssertionError("the global CUDA generators were reseeded")
+
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeds_gpus)
+    x = torch.randint(0, 256, (3, 3, 12, 12), dtype=torch.uint8)
+    before = torch.get_rng_state()
+    reference_views(x, ViewConfig(size=8), generator=torch.Generator().manual_seed(0))
+    _model(3)
+    assert torch.equal(torch.get_rng_state(), before)

@@ -78,7 +78,7 @@ def _model(init) -> nn.Module:
             model.weight.copy_(init.reshape(1, 1))
         return model
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init)
+        torch.default_generator.manual_seed(init)   # the CPU's only: torch.manual_seed would reseed every GPU too
         return SinusoidMLP()
 
 

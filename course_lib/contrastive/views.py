@@ -291,7 +291,7 @@ def reference_views(x: torch.Tensor, config: ViewConfig = ViewConfig(), generato
         return torch.stack([transform(img) for img in x])
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)   # the CPU's only: torch.manual_seed would reseed every GPU too
         return torch.stack([transform(img) for img in x])
 
 
