@@ -29,6 +29,7 @@ from typing import Callable, Mapping
 import torch
 import torch.nn as nn
 
+from course_lib.compilation import CompiledOrEager
 from course_lib.contrastive.evaluate import extract_features, knn_accuracy
 from course_lib.contrastive.losses import skip_finite_check
 from course_lib.contrastive.methods import TITLES, Learner, Method
@@ -155,7 +156,7 @@ def make_step(learner: Learner, optimizer: torch.optim.Optimizer, images: torch.
     epoch's shuffle, draws two views of each image, and takes one optimizer step on the method's loss.
     """
     dev, per_epoch = images.device, len(images) // config.batch_size
-    step_model = torch.compile(learner.model) if config.compile else learner.model
+    step_model = CompiledOrEager(learner.model) if config.compile else learner.model   # eager if compiling fails
     order: dict[int, torch.Tensor] = {}
 
     def step(s: int) -> dict[str, torch.Tensor]:
