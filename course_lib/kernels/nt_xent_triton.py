@@ -9,8 +9,7 @@ Given M = 2N unit rows zn (M, D) and a temperature t, the forward kernel compute
     lse_i = log sum_{j in neg(i)} exp(s_ij),   s_ij = zn_i . zn_j / t,   neg(i) = all j but i and p(i)
 
 where p(i) = (i + N) mod 2N is row i's positive partner. The relation is symmetric (j is a negative of i
-exactly when i is a negative of j), which the backward uses.
-
+exactly when i is a negative of j), which the backward uses. The forward walks s
 one (BLOCK_M x BLOCK_N) tile of s at a time, keeping per row only a running maximum and a running
 sum (the online logsumexp), so the (M, M) matrix never exists: memory is O(M) beyond the inputs.
 The backward kernel, given g_i = dLoss/dlse_i, recomputes the same tiles instead of storing them:
@@ -21,7 +20,10 @@ The backward kernel, given g_i = dLoss/dlse_i, recomputes the same tiles instead
 
 Interpreter note (Triton 3.8): under TRITON_INTERPRET=1, tl.dot multiplies bfloat16 tiles as raw
 uint16 bits. The launchers therefore hand the interpreter fp32 copies of bf16/fp16 rows (exact:
-every bf16/fp16 value is an fp32 value); the low-precision tensor-core path runs only on a GPU.
+every bf16/fp16 value is an fp32 value); the low-precision tensor-core path runs only on a GPU. So
+the CPU tests check bf16 inputs through those fp32 copies only: the bf16 tiles and their dots are
+checked by the CUDA tests (tests/test_kernels.py, skipped without a GPU) and, for register use, by
+the compile-only builds for sm_75, sm_80 and sm_90 that run everywhere.
 """
 
 from __future__ import annotations
@@ -156,22 +158,37 @@ class LaunchConfig:
     num_stages: int = 3
 
 
-def launch_config(dim: int, dtype: torch.dtype = torch.float32) -> LaunchConfig:
-    """Default tiles for embedding size `dim` and dtype. NOT autotuned on a GPU yet: among the few
-    sizes tried, the largest whose sm_90 (H100) builds use no register spills (ptxas, checked in
-    tests/test_kernels.py); fp32 needs smaller tiles because tf32x3 keeps split operands live."""
+SMALL = LaunchConfig(block_m=32, block_n=32, block_d=32, num_warps=4, num_stages=2)
+# Per GPU generation (compute capability major) and operand type: among 7 tile shapes built for each, the
+# largest whose build uses no register spills (ptxas -v on Triton's compile-only builds, D = 128; checked in
+# tests/test_kernels.py). Speed is NOT measured yet (no GPU run). fp32 uses tf32x3 from sm_80 on, which keeps
+# split operands live and needs smaller tiles there; sm_75 (T4) has no bf16 tensor cores and spills above 32.
+TILES = {
+    7: {"fp32": LaunchConfig(), "half": SMALL},
+    8: {"fp32": SMALL, "half": LaunchConfig()},
+    9: {"fp32": LaunchConfig(block_m=64, block_n=32, block_d=32, num_warps=4, num_stages=2), "half": LaunchConfig()},
+}
+
+
+def launch_config(dim: int, dtype: torch.dtype = torch.float32, capability: tuple[int, int] | None = None
+                  ) -> LaunchConfig:
+    """Tiles for embedding size `dim`, `dtype` and the GPU's compute capability (None: sm_90's; newer GPUs
+    get sm_90's too, older than sm_75 sm_75's). See TILES: spill-free builds, not autotuned."""
     if INTERPRETED:
         cfg = LaunchConfig(block_d=128)  # the interpreter runs Python per tile: fewer, larger tiles are faster
-    elif dtype == torch.float32:
-        cfg = LaunchConfig(block_m=64, block_n=32, block_d=32, num_warps=4, num_stages=2)
     else:
-        cfg = LaunchConfig()
+        major = min(max((capability or (9, 0))[0], 7), 9)
+        cfg = TILES[major]["fp32" if dtype == torch.float32 else "half"]
     # A small D needs no more than one chunk (16 is tl.dot's minimum).
     return replace(cfg, block_d=min(cfg.block_d, max(16, triton.next_power_of_2(dim))))
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
     return FP32_DOT_PRECISION if dtype == torch.float32 else "ieee"  # ignored for bf16/fp16 tiles
+
+
+def _capability(device: torch.device) -> tuple[int, int] | None:
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
 
 
 def launch_device(device: torch.device):
@@ -191,7 +208,7 @@ def lse_forward(zn: torch.Tensor, temperature: float, config: LaunchConfig | Non
     """(M,) fp32: log sum_{j in neg(i)} exp(zn_i . zn_j / temperature) for zn of shape (M, D), M = 2N >= 2."""
     z = _kernel_input(zn)
     rows, dim = z.shape
-    cfg = config or launch_config(dim, z.dtype)
+    cfg = config or launch_config(dim, z.dtype, _capability(z.device))
     lse = torch.empty(rows, dtype=torch.float32, device=z.device)
     grid = (triton.cdiv(rows, cfg.block_m),)
     with launch_device(z.device):
@@ -208,7 +225,7 @@ def lse_backward(zn: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor, temper
     """(M, D) fp32 gradient w.r.t. zn, given lse from lse_forward and dlse (M,) fp32 = dLoss/dlse."""
     z = _kernel_input(zn)
     rows, dim = z.shape
-    cfg = config or launch_config(dim, z.dtype)
+    cfg = config or launch_config(dim, z.dtype, _capability(z.device))
     dz = torch.empty(rows, dim, dtype=torch.float32, device=z.device)
     grid = (triton.cdiv(rows, cfg.block_m), triton.cdiv(dim, cfg.block_d))
     with launch_device(z.device):
@@ -220,5 +237,5 @@ def lse_backward(zn: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor, temper
     return dz
 
 
-__all__ = ["FP32_DOT_PRECISION", "INTERPRETED", "LaunchConfig", "launch_config", "launch_device", "lse_forward",
-           "lse_backward"]
+__all__ = ["FP32_DOT_PRECISION", "INTERPRETED", "LaunchConfig", "TILES", "launch_config", "launch_device",
+           "lse_forward", "lse_backward"]
