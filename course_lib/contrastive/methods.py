@@ -41,7 +41,7 @@ class Method:
 
     name: str = "simclr"          # one of METHODS
     queue_size: int = 4096        # moco: negatives kept, a multiple of 2 x batch_size (both views' keys)
-    key_momentum: float = 0.99    # moco: the EMA's m; MoCo uses 0.999 for 200+ epochs, shorter runs want less
+    key_momentum: float = 0.99    # moco: the EMA's m (MoCo: 0.999 over 200 ImageNet epochs; the short runs here 0.99)
     pred_hidden: int = 0          # simsiam: the predictor's hidden units (0: proj_dim // 4, the paper's ratio)
     mix: str = "none"             # imix: "none", "mixup" or "cutmix"
     mix_alpha: float = 1.0        # imix: the mixing weight lam ~ Beta(alpha, alpha)
