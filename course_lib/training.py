@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from course_lib.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from course_lib.distributed import any_rank, is_main, min_over_ranks
 from course_lib.progress import end_bar, progress_bar
 
 StepFn = Callable[[int], Mapping[str, torch.Tensor]]  # step index -> scalar tensors, "loss" among them
@@ -158,11 +159,12 @@ class TrainingRun:
             if step > 0:  # the first step pays one-time costs (compilation, caches, allocation)
                 timed.append(time.perf_counter() - tic)
             step += 1
-            if len(timed) >= CALIBRATION_STEPS[0] and sum(timed) >= CALIBRATION_SECONDS:
+            # Across ranks (course_lib.distributed) every rank takes the same steps: each step is collective.
+            if any_rank(len(timed) >= CALIBRATION_STEPS[0] and sum(timed) >= CALIBRATION_SECONDS):
                 break
         self._restore(before)
         rate = sorted(timed)[len(timed) // 2] if timed else time.perf_counter() - start
-        return plan_steps(self.max_steps, self.budget_s, rate, time.perf_counter() - start)
+        return min_over_ranks(plan_steps(self.max_steps, self.budget_s, rate, time.perf_counter() - start))
 
     def _set_lr(self, step: int, total: int) -> None:
         for group in self.optimizer.param_groups:
@@ -194,7 +196,7 @@ class TrainingRun:
         return True
 
     def save(self) -> None:
-        if self.checkpoint is not None:
+        if self.checkpoint is not None and is_main():   # across ranks, rank 0 writes and every rank resumes
             save_checkpoint(self.checkpoint, self.kind, config=self.identity, model=self.model.state_dict(),
                             optimizer=self.optimizer.state_dict(), rng=rng_state(*self.generators),
                             history=asdict(self.history))
@@ -222,10 +224,11 @@ class TrainingRun:
         resumed = self.resume()
         h = self.history
         if resumed and h.done:
-            print(f"{self.checkpoint} holds a finished {self.kind} run ({h.step} steps, {h.seconds / 60:.1f} min of "
-                  "training): nothing to train. To train again, choose another checkpoint path or delete the file.")
+            if is_main():   # across ranks, one says it
+                print(f"{self.checkpoint} holds a finished {self.kind} run ({h.step} steps, {h.seconds / 60:.1f} min "
+                      "of training): nothing to train. To train again, choose another checkpoint path or delete the file.")
             return h
-        if resumed:
+        if resumed and is_main():
             print(f"resumed {self.checkpoint} at step {h.step} of {h.total_steps} ({h.seconds:.0f} s of training so far)")
         else:
             h.total_steps = self.calibrate()

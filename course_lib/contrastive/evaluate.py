@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from course_lib.contrastive.views import check_images
 from course_lib.similarity import cosine_topk
 
+KNN_K = 200  # neighbours of the kNN monitor (Wu et al., 2018; SimCLR and MoCo report k = 200)
+
 
 def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
     # Bilinear without antialiasing, like the grid_sample resize of the training views, so the encoder
@@ -160,4 +162,4 @@ def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     return ProbeResult(test_acc, train_acc, classifier, mean, std)
 
 
-__all__ = ["extract_features", "raw_pixel_features", "weighted_knn", "knn_accuracy", "ProbeResult", "linear_probe"]
+__all__ = ["KNN_K", "extract_features", "raw_pixel_features", "weighted_knn", "knn_accuracy", "ProbeResult", "linear_probe"]

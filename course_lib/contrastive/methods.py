@@ -29,6 +29,7 @@ from course_lib.contrastive.collapse import Predictor, simsiam_loss
 from course_lib.contrastive.losses import alignment, info_nce, nt_xent, validate_temperature
 from course_lib.contrastive.mixing import draw_mix, imix_loss, mix_images
 from course_lib.contrastive.moco import KeyQueue, moco_loss, momentum_update, validate_momentum
+from course_lib.distributed import nt_xent_across_ranks, world
 
 METHODS = ("simclr", "moco", "simsiam", "alignment", "imix")
 TITLES = {"simclr": "SimCLR", "moco": "MoCo", "simsiam": "SimSiam", "alignment": "alignment only", "imix": "i-Mix"}
@@ -94,6 +95,8 @@ class Learner(nn.Module):
         if name == "imix":
             return self._imix(v1, v2, forward, generator)
         z = self._z(forward, torch.cat([v1, v2]))                           # (2B, D)
+        if name == "simclr" and world()[1] > 1:   # negatives from every rank (course_lib.distributed)
+            return nt_xent_across_ranks(*z.chunk(2), self.temperature)
         if name == "simclr":
             return nt_xent(z, self.temperature, impl="auto" if z.is_cuda else "torch")
         z1, z2 = z.chunk(2)

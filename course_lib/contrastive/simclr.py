@@ -30,15 +30,17 @@ import torch
 import torch.nn as nn
 
 from course_lib.compilation import CompiledOrEager
-from course_lib.contrastive.evaluate import extract_features, knn_accuracy
+from course_lib.contrastive.curves import LivePlot
+from course_lib.contrastive.evaluate import KNN_K, extract_features, knn_accuracy
 from course_lib.contrastive.losses import skip_finite_check
 from course_lib.contrastive.methods import TITLES, Learner, Method
 from course_lib.contrastive.models import ProjectionHead, SimCLRModel, build_encoder
 from course_lib.contrastive.views import ViewConfig, simclr_views
+from course_lib.distributed import is_main, sync_batchnorm, world
+from course_lib.presets import Expected
 from course_lib.optim import LARS, learning_rate, weight_decay_groups
 from course_lib.training import History, TrainingRun, config_identity
 
-KNN_K = 200  # neighbours of the kNN monitor (Wu et al., 2018; SimCLR and MoCo report k = 200)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,21 @@ PRESETS = {
     # (the warmup + cosine schedule is then compressed into those steps): not the published recipe, and
     # unmeasured here (no GPU run yet).
     "full": SimCLRConfig(epochs=500, batch_size=512, lr=0.8, knn_every=25, compile=True, budget_s=900.0),
+    # The published recipe, with no time cap: solo-learn's CIFAR-10 SimCLR (scripts/pretrain/cifar/simclr.yaml:
+    # ResNet-18, head 2048 -> 256, t = 0.2, LARS at batch 256 with lr 0.4, weight decay 1e-4, 1,000 epochs of warmup
+    # and cosine). Days of one GPU; across GPUs see course_lib.contrastive.train.
+    "paper": SimCLRConfig(proj_dim=256, epochs=1000, batch_size=256, lr=0.4, weight_decay=1e-4, temperature=0.2,
+                          knn_every=50, compile=True),
+}
+
+EXPECTED = {   # kNN: weighted, k = 200, on the test images of the preset
+    "smoke": Expected("kNN 37-39% (raw pixels 35.9%, random encoder 30.1%)", "measured",
+                      "2-core CPU, notebook 03, 2026-12-01"),
+    "laptop": Expected("kNN 55.3%, linear probe 62.1%", "measured", "quiet 2-core CPU, notebook 03, 2026-12-01, one run"),
+    "full": Expected("kNN after 15 minutes of ResNet-18: to be measured (benchmarks/gpu_check.py runs 6 minutes of it)",
+                     "unmeasured", "no GPU has run this preset yet"),
+    "paper": Expected("90.74% linear (online), 1,000 epochs; kNN 87.9% after 800 epochs at batch 512 in a similar recipe",
+                      "cited", "solo-learn's README table (da Costa et al., JMLR 2022); Lightly's CIFAR-10 benchmark table"),
 }
 
 
@@ -154,9 +171,16 @@ def make_step(learner: Learner, optimizer: torch.optim.Optimizer, images: torch.
 
     images: (N, 3, H, W) uint8 on the model's device. Step s takes batch s mod (N // batch) of its
     epoch's shuffle, draws two views of each image, and takes one optimizer step on the method's loss.
+    Across ranks (`course_lib.distributed`), each rank takes its share of the batch and DDP averages the gradients.
     """
     dev, per_epoch = images.device, len(images) // config.batch_size
-    step_model = CompiledOrEager(learner.model) if config.compile else learner.model   # eager if compiling fails
+    rank, size = world()
+    share = config.batch_size // size
+    step_model = learner.model
+    if size > 1:
+        step_model = nn.parallel.DistributedDataParallel(step_model, device_ids=[dev] if dev.type == "cuda" else None)
+    if config.compile:
+        step_model = CompiledOrEager(step_model)   # eager, with one warning, if compiling fails
     order: dict[int, torch.Tensor] = {}
 
     def step(s: int) -> dict[str, torch.Tensor]:
@@ -164,7 +188,10 @@ def make_step(learner: Learner, optimizer: torch.optim.Optimizer, images: torch.
         if epoch not in order:
             order.clear()
             order[epoch] = epoch_order(len(images), config.seed, epoch, dev)
-        x = images[order[epoch][b * config.batch_size:(b + 1) * config.batch_size]]   # (B, 3, H, W) uint8
+        first = b * config.batch_size + rank * share
+        x = images[order[epoch][first:first + share]]                         # (B / ranks, 3, H, W) uint8
+        if size > 1:   # each rank its own views, drawn from (seed, rank, step): a resume needs no rank's state
+            generator.manual_seed(config.seed * 1_000_003 + (s * size + rank) * 7_919)
         v1, v2 = simclr_views(x, config.views, generator), simclr_views(x, config.views, generator)
         if config.channels_last:
             v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))   # (B, 3, S, S)
@@ -176,6 +203,16 @@ def make_step(learner: Learner, optimizer: torch.optim.Optimizer, images: torch.
         return {"loss": loss.detach()}  # no .item(): a GPU would wait for every step
 
     return step
+
+
+def check_across_ranks(config: SimCLRConfig, size: int) -> None:
+    """Raise unless `config` can train across `size` ranks: SimCLR's objective, a batch that splits evenly."""
+    if config.method.name != "simclr":
+        raise ValueError(f"training across ranks supports SimCLR's objective, not {config.method.name!r} (its "
+                         "queue or predictor would need ranks of their own); train it in one process.")
+    if config.batch_size % size:
+        raise ValueError(f"batch_size {config.batch_size} does not split over {size} ranks; use a multiple of "
+                         f"{size} (the batch is the whole batch: each rank takes batch_size / ranks images).")
 
 
 def knn_monitor(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
@@ -205,6 +242,10 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
     per_epoch = len(images) // config.batch_size
     if per_epoch == 0:
         raise ValueError(f"{len(images)} images is less than one batch of {config.batch_size}; lower batch_size.")
+    size = world()[1]
+    if size > 1:
+        check_across_ranks(config, size)
+        model = sync_batchnorm(model)   # BatchNorm over the whole batch, as SimCLR's global BN
     dev = next(model.parameters()).device
     images = images.to(dev)
     if config.channels_last:
@@ -213,60 +254,25 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
     optimizer = make_optimizer(learner, config)
     generator = torch.Generator(device=dev).manual_seed(config.seed)
     warmup = round(config.warmup_epochs * per_epoch)
-    monitors = [m for m in (metrics,) if m is not None]
-    if labels is not None and test_images is not None and test_labels is not None:
+    # Across ranks, rank 0 alone evaluates, plots, reports and saves; the replicas are equal.
+    monitors = [m for m in (metrics,) if m is not None and is_main()]
+    if labels is not None and test_images is not None and test_labels is not None and is_main():
         monitors.insert(0, functools.partial(knn_monitor, model.encoder, images, labels, test_images, test_labels,
                                              config.views.size))
-    callbacks = [c for c in (LivePlot() if config.live_plot else None, callback) if c is not None]
+    callbacks = [c for c in (LivePlot() if config.live_plot else None, callback) if c is not None and is_main()]
+    identity = config_identity(config, IGNORED) | ({"ranks": str(size)} if size > 1 else {})
     run = TrainingRun(make_step(learner, optimizer, images, config, generator), model=learner, optimizer=optimizer,
                       generators=[generator], steps=config.epochs * per_epoch, budget_s=config.budget_s,
                       lr=lambda s, total: learning_rate(s, total, warmup, config.lr),
-                      identity=config_identity(config, IGNORED),
+                      identity=identity,
                       kind="simclr", checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
                       evaluate=(lambda: {k: v for m in monitors for k, v in m().items()}) if monitors else None,
-                      evaluate_every=config.knn_every * per_epoch, progress=progress, desc=TITLES[config.method.name],
+                      evaluate_every=config.knn_every * per_epoch, progress=progress and is_main(),
+                      desc=TITLES[config.method.name],
                       callback=(lambda h: [c(h) for c in callbacks]) if callbacks else None)
     return run.train()
 
 
-def plot_history(history: History, ax=None):
-    """Loss per step (left) and kNN top-1 against wall-clock minutes (right). Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2)) if ax is None else (ax[0].figure, ax)
-    a1.plot(history.losses, lw=0.8)
-    a1.set(xlabel="step", ylabel="loss", title="training loss")
-    knn = [e for e in history.evals if "knn" in e]
-    a2.plot([e["seconds"] / 60 for e in knn], [100 * e["knn"] for e in knn], "o-")
-    a2.set(xlabel="wall-clock minutes", ylabel="kNN top-1 (%)", title=f"kNN monitor (k={KNN_K}, t=0.1)")
-    fig.tight_layout()
-    return fig
-
-
-class LivePlot:
-    """Callback that redraws `plot_history` in one notebook output after every kNN check.
-
-    The figure is one display that is updated in place, so the progress bar above it stays.
-    """
-
-    def __init__(self):
-        self.handle = None
-
-    def __call__(self, history: History) -> None:
-        import matplotlib.pyplot as plt
-        from IPython.display import display
-
-        from course_lib.explore.figures import figure_image
-
-        fig = plot_history(history)
-        image = figure_image(fig)
-        plt.close(fig)
-        if self.handle is None:
-            self.handle = display(image, display_id=True)
-        else:
-            self.handle.update(image)
-
-
 __all__ = ["SimCLRConfig", "PRESETS", "KNN_K", "load_data", "build_model", "build_learner", "make_optimizer", "epoch_order",
-           "make_step", "knn_monitor",
-           "train_simclr", "plot_history", "LivePlot"]
+           "make_step", "check_across_ranks", "knn_monitor",
+           "train_simclr", "EXPECTED"]
