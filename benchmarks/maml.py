@@ -3,6 +3,7 @@
     python benchmarks/maml.py                 # throughput (1 and 5 inner steps) + time to accuracy
     python benchmarks/maml.py --quick         # tiny sizes, seconds: checks that everything runs
     python benchmarks/maml.py --skip-accuracy # throughput only
+    python benchmarks/maml.py --skip-throughput --tier full --budget 180   # time to accuracy only
 
 Throughput: tasks per second of one second-order MAML outer step (meta-gradient + Adam update),
 5-way 1-shot, 15 queries per class, Conv-4 with 64 channels on 28x28 images (stride-2 convolutions, the
@@ -121,19 +122,25 @@ def main(argv=None) -> None:
     parser.add_argument("--n-query", type=int, default=15)
     parser.add_argument("--inner-steps", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true", help="throughput only")
+    parser.add_argument("--skip-throughput", action="store_true", help="time to accuracy only")
     parser.add_argument("--tier", choices=runtime.TIERS, default=None, help="Omniglot preset (default: current tier)")
-    parser.add_argument("--budget", type=float, default=600.0, help="training seconds for time to accuracy")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="training seconds for time to accuracy (default 600; --quick: 3)")
     parser.add_argument("--eval-every", type=int, default=100, help="outer steps between evaluations")
     parser.add_argument("--eval-tasks", type=int, default=200)
     parser.add_argument("--targets", type=float, nargs="+", default=[0.7, 0.9, 0.95, 0.987])
     parser.add_argument("--note", default="", help="free text kept in the records (e.g. machine load)")
     args = parser.parse_args(argv)
+    if args.skip_accuracy and args.skip_throughput:
+        parser.error("--skip-accuracy and --skip-throughput together leave nothing to measure")
     if args.quick:
         args.channels, args.meta_batch, args.n_query, args.inner_steps, args.repeats = 8, 4, 3, [1, 2], 1
-        args.tier, args.budget, args.eval_every, args.eval_tasks = "smoke", 3.0, 2, 20
+        args.tier, args.eval_every, args.eval_tasks = "smoke", 2, 20
+    if args.budget is None:
+        args.budget = 3.0 if args.quick else 600.0
     device = runtime.device()
-    records = throughput(args, device)
+    records = [] if args.skip_throughput else throughput(args, device)
     if not args.skip_accuracy:
         records += time_to_accuracy(args, device)
     write_results(NAME, device, records, args.out)

@@ -2,6 +2,7 @@
 
     python benchmarks/simclr.py            # ResNet-18 at 32 px on CUDA; the small CNN at 16 px on a CPU
     python benchmarks/simclr.py --quick    # tiny sizes, seconds
+    python benchmarks/simclr.py --skip-accuracy     # throughput only (--skip-throughput: time to accuracy only)
 
 Throughput (images/s; each image gives two views, forward + backward + optimizer step):
 - `torchvision_dataloader`, the standard pipeline: a Dataset that applies the torchvision v2 SimCLR transform
@@ -111,7 +112,7 @@ def tta_per_class(quick: bool, cuda: bool, batch_size: int) -> tuple[int | None,
     return (None, None) if cuda else (1000, 500)
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, for CI")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON (default benchmarks/results)")
@@ -122,8 +123,62 @@ def main() -> None:
                         help="time-to-accuracy checkpoint: a run killed (e.g. by a call's time limit) resumes from it, "
                              "with the step plan it measured at its start")
     parser.add_argument("--no-compile", action="store_true", help="CUDA: skip torch.compile in our pipeline")
-    args = parser.parse_args()
+    parser.add_argument("--skip-accuracy", action="store_true", help="throughput only")
+    parser.add_argument("--skip-throughput", action="store_true", help="time to accuracy only")
+    args = parser.parse_args(argv)
+    if args.skip_accuracy and args.skip_throughput:
+        parser.error("--skip-accuracy and --skip-throughput together leave nothing to measure")
+    return args
 
+
+def load_splits() -> tuple[tuple[torch.Tensor, ...], dict]:
+    """CIFAR-10's train and test images and labels, and what the records say about the data."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataIntegrityWarning)
+        train_images, train_labels = load_cifar10("train")
+        test_images, test_labels = load_cifar10("test")
+    official = not any(issubclass(w.category, DataIntegrityWarning) for w in caught)
+    data = {"dataset": "CIFAR-10", "folder": str(data_dir() / "cifar-10-batches-py"),
+            "pixels": "official release (MD5 verified)" if official else
+            "local copy that differs from the official release (on these machines: JPEG quality-75 re-encoding)"}
+    return (train_images, train_labels, test_images, test_labels), data
+
+
+def throughput_records(images: torch.Tensor, cfg: SimCLRConfig, device: torch.device, epochs: int,
+                       setup: dict) -> list[dict]:
+    cuda = device.type == "cuda"
+    standard = standard_throughput(images, cfg, device, epochs)
+    ours = ours_throughput(images, cfg, device, epochs)
+    return [
+        record(NAME, "torchvision_dataloader", "throughput", standard, "images/s", device, precision="fp32", **setup),
+        record(NAME, "ours", "throughput", ours, "images/s", device, precision="bf16" if cuda and cfg.amp else "fp32",
+               channels_last=cfg.channels_last, compiled=cfg.compile, **setup),
+        record(NAME, "ours", "speedup_vs_torchvision_dataloader", ours / standard, "x", device, **setup),
+    ]
+
+
+def accuracy_records(splits: tuple, cfg: SimCLRConfig, device: torch.device, args, budget: float,
+                     setup: dict) -> list[dict]:
+    """Time to accuracy: the tier's recipe with the kNN monitor, under a time budget (minutes)."""
+    cuda = device.type == "cuda"
+    train_images, train_labels, test_images, test_labels = splits
+    per_class_train, per_class_test = tta_per_class(args.quick, cuda, cfg.batch_size)
+    xtr, ytr = (train_images, train_labels) if per_class_train is None else class_subset(train_images, train_labels, per_class_train)
+    xte, yte = (test_images, test_labels) if per_class_test is None else class_subset(test_images, test_labels, per_class_test, seed=1)
+    # kNN every epoch on a CPU; on a GPU every 10 (a check over 60,000 images costs about one epoch)
+    tta_cfg = replace(cfg, epochs=10**6, knn_every=10 if cuda else 1, budget_s=60 * budget)
+    torch.manual_seed(cfg.seed)
+    history = train_simclr(build_model(tta_cfg).to(device), xtr, tta_cfg, ytr, xte, yte, checkpoint=args.checkpoint,
+                           progress=False)
+    per_epoch = len(xtr) // tta_cfg.batch_size
+    return [record(NAME, "ours", "knn_top1_vs_time", check["knn"], "fraction", device, seconds=check["seconds"],
+                   epochs=check["step"] / per_epoch, budget_min=budget, train_images=len(xtr), test_images=len(xte),
+                   segments_s=history.segments, **{k: v for k, v in setup.items() if k != "images"})
+            for check in history.evals]
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
     # A GPU runs the full tier's model (ResNet-18, 32 px); a CPU the laptop tier's small CNN at 16 px.
@@ -135,47 +190,18 @@ def main() -> None:
     epochs = args.epochs or (2 if args.quick else (3 if cuda else 2))
     budget = args.budget_min if args.budget_min is not None else (0.2 if args.quick else (15.0 if cuda else 3.0))
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataIntegrityWarning)
-        train_images, train_labels = load_cifar10("train")
-        test_images, test_labels = load_cifar10("test")
-    official = not any(issubclass(w.category, DataIntegrityWarning) for w in caught)
-    data = {"dataset": "CIFAR-10", "folder": str(data_dir() / "cifar-10-batches-py"),
-            "pixels": "official release (MD5 verified)" if official else
-            "local copy that differs from the official release (on these machines: JPEG quality-75 re-encoding)"}
-    images = train_images[torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))[:n_images]]
+    splits, data = load_splits()
+    images = splits[0][torch.randperm(len(splits[0]), generator=torch.Generator().manual_seed(0))[:n_images]]
     setup = {"arch": cfg.arch, "width": cfg.width, "size": cfg.views.size, "batch_size": cfg.batch_size,
              "images": n_images, "cpu_workers": os.cpu_count(), "torch_threads": torch.get_num_threads(),
              "data": data, "load_average": os.getloadavg()[0]}
-
     records = []
-    standard = standard_throughput(images, cfg, device, epochs)
-    records.append(record(NAME, "torchvision_dataloader", "throughput", standard, "images/s", device,
-                          precision="fp32", **setup))
-    ours = ours_throughput(images, cfg, device, epochs)
-    records.append(record(NAME, "ours", "throughput", ours, "images/s", device,
-                          precision="bf16" if cuda and cfg.amp else "fp32", channels_last=cfg.channels_last,
-                          compiled=cfg.compile, **setup))
-    records.append(record(NAME, "ours", "speedup_vs_torchvision_dataloader", ours / standard, "x", device, **setup))
-    write_results(NAME, device, records, args.out)   # now, so that a run cut off later still leaves these
-
-
-    # Time to accuracy: the tier's recipe with the kNN monitor, under a time budget.
-    per_class_train, per_class_test = tta_per_class(args.quick, cuda, cfg.batch_size)
-    xtr, ytr = (train_images, train_labels) if per_class_train is None else class_subset(train_images, train_labels, per_class_train)
-    xte, yte = (test_images, test_labels) if per_class_test is None else class_subset(test_images, test_labels, per_class_test, seed=1)
-    # kNN every epoch on a CPU; on a GPU every 10 (a check over 60,000 images costs about one epoch)
-    tta_cfg = replace(cfg, epochs=10**6, knn_every=10 if cuda else 1, budget_s=60 * budget)
-    torch.manual_seed(cfg.seed)
-    history = train_simclr(build_model(tta_cfg).to(device), xtr, tta_cfg, ytr, xte, yte, checkpoint=args.checkpoint,
-                           progress=False)
-    per_epoch = len(xtr) // tta_cfg.batch_size
-    for check in history.evals:
-        records.append(record(NAME, "ours", "knn_top1_vs_time", check["knn"], "fraction", device, seconds=check["seconds"],
-                              epochs=check["step"] / per_epoch, budget_min=budget, train_images=len(xtr), test_images=len(xte),
-                              segments_s=history.segments,
-                              **{k: v for k, v in setup.items() if k != "images"}))
-    write_results(NAME, device, records, args.out)
+    if not args.skip_throughput:
+        records += throughput_records(images, cfg, device, epochs, setup)
+        write_results(NAME, device, records, args.out)   # now, so that a run cut off later still leaves these
+    if not args.skip_accuracy:
+        records += accuracy_records(splits, cfg, device, args, budget, setup)
+        write_results(NAME, device, records, args.out)
 
 
 if __name__ == "__main__":
