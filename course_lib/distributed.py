@@ -20,6 +20,9 @@ images of the batch, most of which live on other ranks, so each rank gathers eve
   for `CrossRankBatchNorm` (the same arithmetic, with differentiable all-reduces) on a CPU, where
   torch's runs on GPUs only.
 
+MAML and ProtoNet need neither: their BatchNorm statistics are per task, so `meta_train` gives each rank
+meta_batch / ranks tasks and `average_gradients` averages the meta-gradient before each outer step.
+
 Outside a process group every function here acts as on a single process (rank 0 of 1).
 """
 
@@ -149,6 +152,23 @@ def gather(x: torch.Tensor, carry_grad: bool = True) -> torch.Tensor:
     dist.all_gather(parts, x.detach().contiguous())
     parts[rank] = x
     return torch.cat(parts)
+
+
+def average_gradients(module: nn.Module) -> None:
+    """Replace every gradient of `module` by its mean over the ranks, in one all-reduce; nothing on one process.
+
+    What DDP does after backward, for trainers whose forward is a functional call that a DDP wrapper would not
+    see (MAML's adapted parameters). Every rank must hold gradients for the same parameters.
+    """
+    size = world()[1]
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if size == 1 or not grads:
+        return
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= size
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
 
 
 def nt_xent_across_ranks(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
@@ -300,5 +320,5 @@ def _compare_rank(rank: int, size: int, init: str, model: nn.Module, v1: torch.T
         dist.destroy_process_group()
 
 
-__all__ = ["world", "is_main", "start", "stop", "any_rank", "min_over_ranks", "sum_over_ranks", "gather", "nt_xent_across_ranks",
+__all__ = ["world", "is_main", "start", "stop", "any_rank", "min_over_ranks", "sum_over_ranks", "gather", "average_gradients", "nt_xent_across_ranks",
            "CrossRankBatchNorm", "sync_batchnorm", "compare_gathers"]

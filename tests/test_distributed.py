@@ -17,6 +17,10 @@ from course_lib.contrastive.losses import nt_xent
 from course_lib.contrastive.methods import Method
 from course_lib.contrastive.models import ProjectionHead, SimCLRModel, build_encoder
 from course_lib.contrastive.simclr import PRESETS, check_across_ranks
+from course_lib.data import Episodes, sample_episodes
+from course_lib.meta.core import MetaConfig, meta_step
+from course_lib.meta.train import meta_train
+from course_lib.meta.models import Conv4
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,6 +95,58 @@ def test_what_cannot_train_across_ranks_is_refused_with_what_to_do():
         distributed.nt_xent_across_ranks(torch.randn(4, 3), torch.randn(5, 3))
     with pytest.raises(ValueError, match="divisible by world_size"):
         distributed.compare_gathers(small_model(), torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16), world_size=2)
+
+
+def maml_setup():
+    """A float64 Conv-4 and 4 tasks of 3-way 1-shot on random 28x28 'drawings' (what is compared is arithmetic)."""
+    torch.manual_seed(4)
+    model = Conv4(3, 8, downsample="stride").double()
+    images = torch.rand(12, 20, 1, 28, 28, dtype=torch.float64)
+    tasks = sample_episodes(images, 3, 1, 2, 4, generator=torch.Generator().manual_seed(5))
+    return model, tasks, MetaConfig(method="maml", inner_lr=0.4, inner_steps=1, meta_batch=4)
+
+
+def maml_rank(rank: int, size: int, init: str, out: str) -> None:
+    """One rank of the MAML comparison: its half of the tasks, one outer step, rank 0 saves the weights."""
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=size)
+    try:
+        model, tasks, cfg = maml_setup()
+        half = len(tasks.x_support) // size
+        mine = Episodes(*(t[rank * half:(rank + 1) * half] for t in tasks))
+        meta_step(model, torch.optim.SGD(model.parameters(), lr=1.0), mine, cfg)
+        if rank == 0:
+            torch.save(model.state_dict(), out)
+        drawn = []   # then meta_train: its own tasks on each rank, the same weights on every rank after each step
+
+        def sample(meta_batch, generator):
+            drawn.append(sample_episodes(torch.rand(12, 20, 1, 28, 28, dtype=torch.float64, generator=generator), 3, 1,
+                                         2, meta_batch, generator=generator))
+            return drawn[-1]
+
+        meta_train(model, sample, replace(cfg, steps=2), generator=torch.Generator().manual_seed(6), progress=False)
+        torch.save({"weights": model.state_dict(), "tasks": [t.x_support for t in drawn]}, f"{out}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_maml_on_two_ranks_takes_the_outer_step_of_one_process_on_all_tasks(tmp_path):
+    """Tasks split across ranks, the meta-gradient averaged: the same step (BatchNorm statistics are per task)."""
+    model, tasks, cfg = maml_setup()
+    before = copy.deepcopy(model.state_dict())
+    meta_step(model, torch.optim.SGD(model.parameters(), lr=1.0), tasks, cfg)
+    torch.multiprocessing.spawn(maml_rank, args=(2, f"file://{tmp_path}/rendezvous", str(tmp_path / "rank0.pt")),
+                                nprocs=2, join=True)
+    ranks = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            step = (value - before[name]).abs().max()
+            assert torch.allclose(ranks[name], value, rtol=0, atol=1e-12 * max(1.0, step.item())), name
+    assert any(not torch.equal(value, before[name]) for name, value in model.state_dict().items())
+    trained = [torch.load(f"{tmp_path / 'rank0.pt'}.{rank}", weights_only=True) for rank in (0, 1)]
+    assert all(torch.equal(trained[0]["weights"][k], trained[1]["weights"][k]) for k in trained[0]["weights"])
+    assert len(trained[0]["tasks"]) == 2 and trained[0]["tasks"][0].shape[0] == 2          # 2 steps, 4 / 2 tasks each
+    assert not torch.equal(trained[0]["tasks"][0], trained[1]["tasks"][0])                 # each rank its own tasks
 
 
 def test_torchrun_trains_simclr_on_two_ranks_and_rank_zero_keeps_the_checkpoint(tmp_path):

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from course_lib.distributed import average_gradients
+
 Params = dict[str, torch.Tensor]
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "cross_entropy": F.cross_entropy,  # classification: y holds class indices (long)
@@ -272,6 +274,7 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, cfg: Me
     else:
         raise ValueError(f"meta_step runs maml, fomaml or reptile; {cfg.method!r} has its own step "
                          "(course_lib.meta.protonet_step).")
+    average_gradients(model)   # across ranks, the mean over every rank's tasks (course_lib.distributed)
     optimizer.step()
     return loss.detach(), metric.detach()
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from course_lib.distributed import average_gradients
 from course_lib.meta.core import METRICS, check_labels, check_tasks, parameters
 from course_lib.similarity import squared_distances
 
@@ -82,6 +83,7 @@ def protonet_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks, imp
     optimizer.zero_grad(set_to_none=True)
     loss, acc = protonet_loss(model, tasks, impl, metric)
     loss.backward()
+    average_gradients(model)   # across ranks, the mean over every rank's episodes (course_lib.distributed)
     optimizer.step()
     return loss.detach(), acc.detach()
 

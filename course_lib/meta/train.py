@@ -22,6 +22,7 @@ from torch import nn
 from course_lib.meta.core import MetaConfig, check_labels, meta_loss, meta_step
 from course_lib.meta.protonet import protonet_loss, protonet_step
 from course_lib.optim import learning_rate
+from course_lib.distributed import is_main, world
 from course_lib.training import History, TrainingRun, config_identity
 
 Sampler = Callable[[int, torch.Generator], object]  # (meta_batch, generator) -> tasks
@@ -79,16 +80,24 @@ def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator:
     seconds of training and at the end. stop_after: stop after this many steps in this call (to show an
     interrupted run; calling again resumes). setup: what else defines the run besides `cfg` (the data and
     the network, e.g. `omniglot.run_identity(config)`), which a resume must match too. The run itself
-    is `course_lib.training.TrainingRun`.
+    is `course_lib.training.TrainingRun`. Across ranks (`course_lib.distributed`, under torchrun) each rank
+    trains on meta_batch / ranks tasks of its own and the meta-gradient is averaged over all of them.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.meta_lr)
     model.train()  # BatchNorm on batch statistics, always
+    rank, size = world()
+    if cfg.meta_batch % size:
+        raise ValueError(f"meta_batch {cfg.meta_batch} does not split over {size} ranks; use a multiple of {size} "
+                         "(meta_batch is the whole meta-batch: each rank takes meta_batch / ranks tasks).")
+    base_seed = generator.initial_seed()
 
     labels_checked = cfg.loss != "cross_entropy"  # the first batch's labels are checked on any device, once
 
     def step(s: int) -> dict[str, torch.Tensor]:
         nonlocal labels_checked
-        tasks = sample(cfg.meta_batch, generator)
+        if size > 1:   # each rank its own tasks, drawn from (seed, rank, step): a resume needs no rank's state
+            generator.manual_seed(base_seed * 1_000_003 + (s * size + rank) * 7_919)
+        tasks = sample(cfg.meta_batch // size, generator)
         if not labels_checked:
             check_labels(tasks, getattr(model, "n_way", None) if cfg.method != "protonet" else None)
             labels_checked = True
@@ -97,9 +106,10 @@ def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator:
 
     run = TrainingRun(step, model=model, optimizer=optimizer, generators=[generator], steps=cfg.steps,
                       budget_s=cfg.budget_s, lr=lambda s, total: outer_lr(cfg, s, total),
-                      identity={**config_identity(cfg, IGNORED), **{f"setup.{k}": v for k, v in dict(setup or {}).items()}},
+                      identity={**config_identity(cfg, IGNORED), **{f"setup.{k}": v for k, v in dict(setup or {}).items()},
+                                **({"ranks": str(size)} if size > 1 else {})},
                       kind="meta", checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
-                      stop_after=stop_after, progress=progress, desc=cfg.method)
+                      stop_after=stop_after, progress=progress and is_main(), desc=cfg.method)
     return run.train()
 
 
