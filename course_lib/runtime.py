@@ -31,7 +31,7 @@ TIERS = ("smoke", "laptop", "full")
 TIER_HELP = {
     "smoke": "CI and tests: small real subsets, about 3 minutes per notebook on 2 CPU cores",
     "laptop": "a learner without a GPU: real, reduced data, about 20 minutes per notebook on 2 CPU cores",
-    "full": "a learner with a GPU: the full datasets and the published recipes, minutes per notebook",
+    "full": "a learner with a GPU: the full datasets, the published recipes cut to fit minutes per notebook",
 }
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "course_lib" / "data"
 DEFAULT_RUNS_DIR = Path.home() / ".cache" / "course_lib" / "runs"

@@ -1,5 +1,7 @@
 """Every trainer's presets: one per tier plus the published recipe, each with its expected result and evidence."""
 
+from pathlib import Path
+
 import pytest
 
 from course_lib.contrastive.simclr import EXPECTED, PRESETS
@@ -38,3 +40,9 @@ def test_an_expectation_needs_known_evidence_and_a_source():
         Expected("95%", "measured", " ")
     with pytest.raises(KeyError, match="no expectation"):
         expectations_table({"smoke": 1, "paper": 2}, {"smoke": Expected("x", "unmeasured", "why")})
+
+
+def test_the_readme_states_the_expectations_the_code_holds():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for presets, expected in TRAINERS.values():
+        assert expectations_table(presets, expected) in readme, "README: regenerate the presets tables"
