@@ -111,7 +111,7 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
+        grad = grad.clone(memory_format=torch.contiguous_format)   # all_reduce works in place: not on autograd's
         dist.all_reduce(grad)                 # every rank's loss has a part in this rank's rows
         return grad.chunk(world()[1])[ctx.rank]
 
