@@ -4,7 +4,10 @@
     views      SimCLR views: the torchvision reference and the batched on-device version
     colour     the colour half of a view (jitter, grayscale), fused and exact
     models     ResNet-18 with the CIFAR stem, a small CNN, the projection head
-    simclr     SimCLR: configuration, per-tier presets, training through `course_lib.training`
+    simclr     SimCLR: configuration, presets (per tier, and the paper's) with their expected results, training
+               through `course_lib.training`, on one process or across ranks (`course_lib.distributed`)
+    curves     a run's loss and kNN curves, drawn once or redrawn live
+    train      the command line: python -m, or torchrun for several processes
     methods    the objectives beside NT-Xent that share SimCLR's training: MoCo, SimSiam, alignment only, i-Mix
     moco       MoCo's queue of negatives (a ring buffer), its momentum (EMA) key encoder, its InfoNCE
     collapse   alignment, uniformity, effective rank; SimSiam's predictor and stop-gradient loss
