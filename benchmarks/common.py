@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shlex
 import sys
 import time
@@ -57,6 +58,19 @@ def write_results(name: str, device: torch.device, records: list[dict], out_dir:
         print(f"{r['variant']:<{width}}  {r['metric']:<28} {r['value']:>14.4g} {r['unit']}")
     print(f"wrote {path}")
     return path
+
+
+def kernel_device(script: str, quick: bool) -> torch.device | None:
+    """Where a Triton kernel benchmark runs: the GPU; with `quick` and no GPU, the CPU in Triton's interpreter (set
+    here, before anything imports Triton); None, after saying so, where it needs a GPU and sees none."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if not quick:
+        print(f"{script} measures the fused kernel on a CUDA GPU and none is visible: nothing was measured. "
+              "Use --quick to check the script in Triton's CPU interpreter.")
+        return None
+    os.environ["TRITON_INTERPRET"] = "1"
+    return torch.device("cpu")
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeats: int = 5, warmup: int = 1) -> float:

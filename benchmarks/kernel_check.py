@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import tempfile
 from dataclasses import asdict, replace
@@ -28,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import record, timed, write_results  # noqa: E402
+from benchmarks.common import kernel_device, record, timed, write_results  # noqa: E402
 from benchmarks.nt_xent import DIM, DTYPES, QUICK_DIM, TEMPERATURE  # noqa: E402
 
 PARITY_ROWS = (1030, 8192, 32768)        # 2N; 1,030 is a multiple of no tile, so partial tiles are checked too
@@ -208,14 +207,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per tile shape and size (median)")
     args = parser.parse_args(argv)
-    cuda = torch.cuda.is_available()
-    if not cuda and not args.quick:
-        print("benchmarks/kernel_check.py checks the fused kernel on a CUDA GPU and none is visible: nothing was "
-              "measured. Use --quick to check the script in Triton's CPU interpreter.")
+    device = kernel_device("benchmarks/kernel_check.py", args.quick)
+    if device is None:
         return 0
-    if not cuda:
-        os.environ["TRITON_INTERPRET"] = "1"   # before anything imports triton
-    device = torch.device("cuda" if cuda else "cpu")
+    cuda = device.type == "cuda"
     dim = QUICK_DIM if args.quick else DIM
     if args.what == "parity":
         records = parity_records(QUICK_PARITY_ROWS if args.quick else PARITY_ROWS, dim, device, not cuda)

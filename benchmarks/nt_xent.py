@@ -19,7 +19,6 @@ unless --out is given: interpreter times say nothing about GPU speed and are not
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -69,19 +68,15 @@ def measure(fn, z: torch.Tensor, repeats: int) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cuda = torch.cuda.is_available()
-    if not cuda and not args.quick:
-        print("benchmarks/nt_xent.py measures GPU time and memory and needs a CUDA GPU; none is visible, "
-              "so nothing was measured. Use --quick to check the script in Triton's CPU interpreter.")
-        return 0
-    if not cuda:
-        os.environ["TRITON_INTERPRET"] = "1"  # before anything imports triton
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks.common import record, write_results
-    from course_lib.kernels.nt_xent import nt_xent_fused
-    from course_lib.contrastive.losses import nt_xent_reference
+    from benchmarks.common import kernel_device, record, write_results
 
-    device = torch.device("cuda" if cuda else "cpu")
+    device = kernel_device("benchmarks/nt_xent.py", args.quick)
+    if device is None:
+        return 0
+    cuda = device.type == "cuda"
+    from course_lib.kernels.nt_xent import nt_xent_fused   # after kernel_device: it may choose Triton's interpreter
+    from course_lib.contrastive.losses import nt_xent_reference
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     dim = QUICK_DIM if args.quick else DIM
     variants = {"naive_torch": nt_xent_reference, "fused_triton": nt_xent_fused}
