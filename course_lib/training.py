@@ -19,6 +19,8 @@ optimizer) whose randomness comes only from `generators`; this module does the r
 - **One checkpoint cadence.** A checkpoint is written atomically (`course_lib.checkpoint`) after the
   first step that ends `checkpoint_every_s` seconds of training after the last one, and at the end.
   A run that is interrupted (Ctrl-C, a crash, a closed laptop) loses at most that much.
+- **Across ranks** (torchrun, `course_lib.distributed`) every rank calibrates the same steps and plans the
+  fewest any of them measured; rank 0 writes the checkpoint and prints, and every rank resumes from it.
 - **One history and one progress bar.** Per-step values stay on the device and are read in batches
   (a GPU never waits for a `.item()` per step); a non-finite loss stops the run with a clear error.
   The progress bar (`course_lib.progress`) ends complete when the run ends as planned or on purpose

@@ -37,10 +37,9 @@ from course_lib.contrastive.methods import TITLES, Learner, Method
 from course_lib.contrastive.models import ProjectionHead, SimCLRModel, build_encoder
 from course_lib.contrastive.views import ViewConfig, simclr_views
 from course_lib.distributed import is_main, sync_batchnorm, world
-from course_lib.presets import Expected
 from course_lib.optim import LARS, learning_rate, weight_decay_groups
+from course_lib.presets import Expected
 from course_lib.training import History, TrainingRun, config_identity
-
 
 
 @dataclass(frozen=True)
@@ -96,8 +95,8 @@ PRESETS = {
     # unmeasured here (no GPU run yet).
     "full": SimCLRConfig(epochs=500, batch_size=512, lr=0.8, knn_every=25, compile=True, budget_s=900.0),
     # The published recipe, with no time cap: solo-learn's CIFAR-10 SimCLR (scripts/pretrain/cifar/simclr.yaml:
-    # ResNet-18, head 2048 -> 256, t = 0.2, LARS at batch 256 with lr 0.4, weight decay 1e-4, 1,000 epochs of warmup
-    # and cosine). Days of one GPU; across GPUs see course_lib.contrastive.train.
+    # ResNet-18, head 2048 -> 256, t = 0.2, LARS at batch 256 with lr 0.4, weight decay 1e-4, 1,000 epochs with a
+    # warmup and a cosine decay). Days of one GPU; across GPUs see course_lib.contrastive.train.
     "paper": SimCLRConfig(proj_dim=256, epochs=1000, batch_size=256, lr=0.4, weight_decay=1e-4, temperature=0.2,
                           knn_every=50, compile=True),
 }
@@ -235,6 +234,8 @@ def train_simclr(model: SimCLRModel, images: torch.Tensor, config: SimCLRConfig,
     values are history.curve("knn"). `checkpoint`: resumed if it exists (same config), written every
     `checkpoint_every_s` seconds of training and at the end. `callback(history)` runs after each kNN check.
     `metrics()`: more values {name: float} recorded with each kNN check (e.g. `CollapseMonitor`).
+    Under torchrun (`course_lib.distributed`), SimCLR trains across the ranks: each takes its share of every
+    batch, BatchNorm normalises over the whole batch, and rank 0 alone evaluates, calls back and saves.
     """
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}.")
