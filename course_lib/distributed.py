@@ -12,8 +12,7 @@ images of the batch, most of which live on other ranks, so each rank gathers eve
   a history: a rank's rows then get gradient only from its own anchors, while their role as negatives of
   the other ranks' anchors contributes nothing. The loss is the same, the gradient is not, and training
   goes on without any error: the classic bug. `gather(x, carry_grad=False)` is that bug, kept to show it
-  (notebook 03; tests/test_distributed.py checks that the first equals one process on the whole batch
-  and that the second does not).
+  (`course_lib.contrastive.across_ranks`, where SimCLR's loss across ranks is; notebook 03 shows both).
 - **BatchNorm over the whole batch.** SimCLR normalises with the statistics of all views of the batch
   (Chen et al., 2020, "global BN"); per-rank statistics would let a rank's positives recognise each
   other through them. `sync_batchnorm` swaps every BatchNorm for torch's `SyncBatchNorm` on CUDA, and
@@ -28,12 +27,10 @@ Outside a process group every function here acts as on a single process (rank 0 
 
 from __future__ import annotations
 
-import copy
 import os
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -171,32 +168,6 @@ def average_gradients(module: nn.Module) -> None:
         g.copy_(part.view_as(g))
 
 
-def nt_xent_across_ranks(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
-                         carry_grad: bool = True) -> torch.Tensor:
-    """NT-Xent of this rank's 2B anchors against the views of every rank. Returns a scalar.
-
-    z1, z2: (B, D), the projections of this rank's first and second views (row i of each from image i).
-    The whole batch is z = [z1 of every rank; z2 of every rank] (2M, D), M = world * B, arranged as
-    `losses.nt_xent` expects (the positive of row i is row i + M); this rank scores its own rows of it.
-    The mean of the ranks' losses, which is what DDP's averaged gradients descend, is `nt_xent(z)`.
-    """
-    from course_lib.contrastive.losses import validate_temperature  # here: training imports this module
-
-    temperature = validate_temperature(temperature)
-    if z1.shape != z2.shape or z1.dim() != 2:
-        raise ValueError(f"z1 and z2 must be (B, D) projections of the two views of the same B images, got "
-                         f"{tuple(z1.shape)} and {tuple(z2.shape)}.")
-    rank, size = world()
-    b = len(z1)
-    z = torch.cat([gather(F.normalize(z1, dim=1), carry_grad), gather(F.normalize(z2, dim=1), carry_grad)])
-    m = size * b
-    mine = torch.cat([torch.arange(rank * b, (rank + 1) * b), torch.arange(m + rank * b, m + (rank + 1) * b)])
-    mine = mine.to(z.device)                                             # (2B,) this rank's rows of z
-    logits = z[mine] @ z.T / temperature                                 # (2B, 2M)
-    logits = logits.masked_fill(F.one_hot(mine, 2 * m).bool(), float("-inf"))   # a view is not its own negative
-    return F.cross_entropy(logits, (mine + m) % (2 * m))                 # the positive of row i is row i + M
-
-
 class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training statistics are those of the whole batch across ranks, on any device.
 
@@ -251,74 +222,5 @@ def sync_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def compare_gathers(model: nn.Module, v1: torch.Tensor, v2: torch.Tensor, temperature: float = 0.2,
-                    world_size: int = 2) -> dict[str, tuple[float, torch.Tensor]]:
-    """One SimCLR step's loss and gradient three ways: {"one process": ..., "gather with gradients": ...,
-    "gather without gradients": ...}, each (loss, gradient as one vector of every parameter).
-
-    model: x (B, 3, S, S) -> (h, z), in train mode (BatchNorm uses the batch). v1, v2: (M, 3, S, S), the two
-    views of M images. "one process" is `losses.nt_xent` on the whole batch; the others start `world_size`
-    processes on this machine (gloo, CPU), give each M / world_size images, and train the model under DDP
-    with `sync_batchnorm`: their loss is the mean over ranks, their gradient DDP's average.
-    """
-    import tempfile
-
-    import torch.multiprocessing as mp
-
-    from course_lib.contrastive.losses import nt_xent
-
-    if len(v1) % world_size or v1.shape != v2.shape:
-        raise ValueError(f"v1 and v2 must have the same shape, with a number of images divisible by world_size="
-                         f"{world_size}; got {tuple(v1.shape)} and {tuple(v2.shape)}.")
-    reference = copy.deepcopy(model)
-    loss = nt_xent(reference(torch.cat([v1, v2]))[1], temperature, impl="torch")
-    loss.backward()
-    results = {"one process": (loss.item(), _gradient(reference))}
-    context = mp.get_context("spawn")
-    queue = context.SimpleQueue()
-    with tempfile.TemporaryDirectory() as folder:
-        ranks = mp.spawn(_compare_rank, args=(world_size, f"file://{folder}/rendezvous", model, v1, v2, temperature,
-                                              queue), nprocs=world_size, join=False)
-        done = False
-        while not done:            # read while they run: a rank blocks on a full pipe until its result is read
-            _receive(queue, results)
-            done = ranks.join(timeout=0.1)   # raises, with the rank's traceback, if a rank failed
-    _receive(queue, results)
-    return results
-
-
-def _receive(queue, results: dict) -> None:
-    while not queue.empty():
-        name, (loss, grad) = queue.get()
-        results[name] = (loss, torch.from_numpy(grad))
-
-
-def _gradient(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-
-
-def _compare_rank(rank: int, size: int, init: str, model: nn.Module, v1: torch.Tensor, v2: torch.Tensor,
-                  temperature: float, queue) -> None:
-    """One rank of `compare_gathers`: its shard of the batch, both gathers, results sent by rank 0."""
-    torch.set_num_threads(1)                     # the ranks share this machine's cores
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=size)
-    try:
-        replica = nn.parallel.DistributedDataParallel(sync_batchnorm(copy.deepcopy(model)))
-        b = len(v1) // size
-        mine = slice(rank * b, (rank + 1) * b)
-        for name, carry in (("gather with gradients", True), ("gather without gradients", False)):
-            replica.zero_grad(set_to_none=True)
-            z1, z2 = replica(torch.cat([v1[mine], v2[mine]]))[1].chunk(2)
-            loss = nt_xent_across_ranks(z1, z2, temperature, carry_grad=carry)
-            loss.backward()                      # DDP averages the gradients over the ranks here
-            total = loss.detach().clone()
-            dist.all_reduce(total)
-            if rank == 0:
-                # as numbers: a tensor in a queue is shared memory, gone when this process exits
-                queue.put((name, ((total / size).item(), _gradient(replica.module).numpy())))
-    finally:
-        dist.destroy_process_group()
-
-
-__all__ = ["world", "is_main", "start", "stop", "any_rank", "min_over_ranks", "sum_over_ranks", "gather", "average_gradients", "nt_xent_across_ranks",
-           "CrossRankBatchNorm", "sync_batchnorm", "compare_gathers"]
+__all__ = ["world", "is_main", "start", "stop", "any_rank", "min_over_ranks", "sum_over_ranks", "gather", "average_gradients",
+           "CrossRankBatchNorm", "sync_batchnorm"]

@@ -13,6 +13,7 @@ from torch import nn
 
 from course_lib import distributed
 from course_lib.checkpoint import load_checkpoint
+from course_lib.contrastive.across_ranks import compare_gathers, nt_xent_across_ranks
 from course_lib.contrastive.losses import nt_xent
 from course_lib.contrastive.methods import Method
 from course_lib.contrastive.models import ProjectionHead, SimCLRModel, build_encoder
@@ -36,7 +37,7 @@ def small_model() -> nn.Module:
 def gathers():
     gen = torch.Generator().manual_seed(1)
     v1, v2 = (torch.rand(8, 3, 16, 16, generator=gen, dtype=torch.float64) for _ in range(2))
-    return distributed.compare_gathers(small_model(), v1, v2, temperature=0.2, world_size=2)
+    return compare_gathers(small_model(), v1, v2, temperature=0.2, world_size=2)
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -61,7 +62,7 @@ def test_the_gradientless_gather_keeps_the_loss_and_changes_the_gradient(gathers
 def test_on_one_process_the_loss_across_ranks_is_nt_xent():
     gen = torch.Generator().manual_seed(2)
     z = torch.randn(12, 5, generator=gen, dtype=torch.float64, requires_grad=True)
-    mine = distributed.nt_xent_across_ranks(*z.chunk(2), temperature=0.3)
+    mine = nt_xent_across_ranks(*z.chunk(2), temperature=0.3)
     (g_mine,) = torch.autograd.grad(mine, z)
     reference = nt_xent(z, 0.3, impl="torch")
     (g_reference,) = torch.autograd.grad(reference, z)
@@ -92,9 +93,9 @@ def test_what_cannot_train_across_ranks_is_refused_with_what_to_do():
     with pytest.raises(ValueError, match="multiple of 3"):
         check_across_ranks(PRESETS["smoke"], 3)
     with pytest.raises(ValueError, match="same B images"):
-        distributed.nt_xent_across_ranks(torch.randn(4, 3), torch.randn(5, 3))
+        nt_xent_across_ranks(torch.randn(4, 3), torch.randn(5, 3))
     with pytest.raises(ValueError, match="divisible by world_size"):
-        distributed.compare_gathers(small_model(), torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16), world_size=2)
+        compare_gathers(small_model(), torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16), world_size=2)
 
 
 def maml_setup():

@@ -7,6 +7,7 @@
     simclr     SimCLR: configuration, presets (per tier, and the paper's) with their expected results, training
                through `course_lib.training`, on one process or across ranks (`course_lib.distributed`)
     curves     a run's loss and kNN curves, drawn once or redrawn live
+    across_ranks  SimCLR's loss across ranks (torchrun), and the comparison that shows why its gather carries gradients
     train      the command line: python -m, or torchrun for several processes
     methods    the objectives beside NT-Xent that share SimCLR's training: MoCo, SimSiam, alignment only, i-Mix
     moco       MoCo's queue of negatives (a ring buffer), its momentum (EMA) key encoder, its InfoNCE

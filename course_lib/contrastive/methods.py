@@ -29,7 +29,8 @@ from course_lib.contrastive.collapse import Predictor, simsiam_loss
 from course_lib.contrastive.losses import alignment, info_nce, nt_xent, validate_temperature
 from course_lib.contrastive.mixing import draw_mix, imix_loss, mix_images
 from course_lib.contrastive.moco import KeyQueue, moco_loss, momentum_update, validate_momentum
-from course_lib.distributed import nt_xent_across_ranks, world
+from course_lib.contrastive.across_ranks import nt_xent_across_ranks
+from course_lib.distributed import world
 
 METHODS = ("simclr", "moco", "simsiam", "alignment", "imix")
 TITLES = {"simclr": "SimCLR", "moco": "MoCo", "simsiam": "SimSiam", "alignment": "alignment only", "imix": "i-Mix"}
