@@ -258,7 +258,10 @@ OUTPUTS = """() => {  // each code cell's outputs: the model's bundles, and what
 def _open(page, lab: Lab, name: str) -> None:
     """Open notebook `name` in a fresh Lab page and wait until its kernel is ready."""
     page.goto(f"{lab.base}/lab/tree/{name}?reset&token={lab.token}")
-    page.wait_for_function(f"() => {PANEL}?.context?.path === {json.dumps(name)} && {PANEL}.sessionContext",
+    # The app object appears on window only once Lab's bundle has run: until then the predicate must be false, not
+    # throw (an exception ends Playwright's wait at once; that raced a loaded machine's page load).
+    ready = "window.jupyterapp?.shell?.currentWidget"
+    page.wait_for_function(f"() => {ready}?.context?.path === {json.dumps(name)} && {ready}.sessionContext",
                            timeout=120_000)
     page.evaluate(f"async () => {{ await {PANEL}.context.ready; await {PANEL}.sessionContext.ready; }}")
     page.wait_for_function(f"() => {PANEL}.sessionContext.session?.kernel?.status === 'idle'", timeout=120_000)
