@@ -190,7 +190,7 @@ def make_step(learner: Learner, optimizer: torch.optim.Optimizer, images: torch.
         first = b * config.batch_size + rank * share
         x = images[order[epoch][first:first + share]]                         # (B / ranks, 3, H, W) uint8
         if size > 1:   # each rank its own views, drawn from (seed, rank, step): a resume needs no rank's state
-            generator.manual_seed(config.seed * 1_000_003 + (s * size + rank) * 7_919)
+            generator.manual_seed((config.seed * 1_000_003 + (s * size + rank) * 7_919) % 2**63)
         v1, v2 = simclr_views(x, config.views, generator), simclr_views(x, config.views, generator)
         if config.channels_last:
             v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))   # (B, 3, S, S)

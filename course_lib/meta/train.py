@@ -96,7 +96,7 @@ def meta_train(model: nn.Module, sample: Sampler, cfg: MetaConfig, *, generator:
     def step(s: int) -> dict[str, torch.Tensor]:
         nonlocal labels_checked
         if size > 1:   # each rank its own tasks, drawn from (seed, rank, step): a resume needs no rank's state
-            generator.manual_seed(base_seed * 1_000_003 + (s * size + rank) * 7_919)
+            generator.manual_seed((base_seed * 1_000_003 + (s * size + rank) * 7_919) % 2**63)
         tasks = sample(cfg.meta_batch // size, generator)
         if not labels_checked:
             check_labels(tasks, getattr(model, "n_way", None) if cfg.method != "protonet" else None)
